@@ -1,0 +1,160 @@
+"""What every recurrent cell shares: parameters, initialisation and the step contract.
+
+A cell is split into two pieces of math so that a layer can run it fast and a reader
+can see the equations:
+
+* ``project(x, w)``: the input part of the gates, ``x @ W_ih^T + b_ih``. It has no
+  time dependency, so a layer computes it for all time steps in one matrix product.
+* ``step(gi, state, w)``: one step of the recurrence given that input part.
+
+Both take the weights as an argument ``w``: any object with the cell's parameter names
+as attributes. A lone cell passes itself; a layer (``rnnzoo.layers.Recurrent``) keeps
+the parameters under torch.nn's names (``weight_hh_l1_reverse``, ...) and passes a view
+with the plain names. That is how our layers keep torch.nn's ``state_dict`` keys while
+every cell's math lives in exactly one place.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnzoo.registry import Registry
+
+State = tuple[Tensor, ...]
+
+
+Weights = Any
+"""Anything with a cell's parameters as attributes: the cell itself, or a layer's view."""
+
+
+class RecurrentCell(nn.Module):
+    """Base of all cells: ``num_chunks`` gate blocks of ``hidden_size`` rows each.
+
+    Parameters (as ``torch.nn.RNNCell/LSTMCell/GRUCell``):
+        weight_ih: (num_chunks * H, input_size)
+        weight_hh: (num_chunks * H, H)
+        bias_ih, bias_hh: (num_chunks * H,), or ``None`` when ``bias=False``
+    """
+
+    num_chunks: ClassVar[int]
+    """Gate blocks stacked along the rows of ``weight_ih`` and ``weight_hh``."""
+    num_states: ClassVar[int] = 1
+    """Tensors in the state; ``state[0]`` is always the output ``h``."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if input_size < 1 or hidden_size < 1:
+            raise ValueError(
+                f"input_size and hidden_size must be positive, got {input_size} and {hidden_size}"
+            )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.bias = bias
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
+        gates = self.num_chunks * hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(gates, input_size, **factory))
+        self.weight_hh = nn.Parameter(torch.empty(gates, hidden_size, **factory))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(gates, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(gates, **factory))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.init_parameters(dict(self.named_parameters(recurse=False)))
+
+    def init_parameters(self, params: dict[str, Tensor]) -> None:
+        """Initialise this cell's parameters, given by name (a layer passes its own).
+
+        torch.nn's rule: every parameter ~ U(-1/sqrt(H), 1/sqrt(H)). Cells with parts
+        that need another start (a LayerNorm gain, say) override this.
+        """
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        with torch.no_grad():
+            for p in params.values():
+                nn.init.uniform_(p, -bound, bound)
+
+    # -- the math -------------------------------------------------------------------
+
+    def project(self, x: Tensor, w: Weights) -> Tensor:
+        """Input part of the gates. x: (..., input_size) -> (..., num_chunks * H)."""
+        return F.linear(x, w.weight_ih, w.bias_ih)
+
+    def step(self, gi: Tensor, state: State, w: Weights) -> State:
+        """One time step. gi: (B, num_chunks * H), state: num_states x (B, H)."""
+        raise NotImplementedError
+
+    # -- torch.nn.*Cell interface ---------------------------------------------------
+
+    def forward(self, input: Tensor, hx: Tensor | State | None = None) -> Any:
+        """One step on a batch, with torch.nn's cell interface.
+
+        input: (B, input_size) or (input_size,) unbatched.
+        hx: (B, H) for one-state cells, a tuple (h, c) for LSTM; zeros when ``None``.
+        Returns h' (B, H), or (h', c') for LSTM; unbatched input gives unbatched output.
+        """
+        if input.dim() not in (1, 2):
+            raise ValueError(
+                f"{type(self).__name__}: expected input of shape (batch, {self.input_size}) or "
+                f"({self.input_size},), got {tuple(input.shape)}"
+            )
+        if input.shape[-1] != self.input_size:
+            raise ValueError(
+                f"{type(self).__name__}: expected input feature size {self.input_size}, "
+                f"got {input.shape[-1]}"
+            )
+        batched = input.dim() == 2
+        x = input if batched else input.unsqueeze(0)
+        state = self._initial_state(x, hx, batched)
+        out = self.step(self.project(x, self), state, self)
+        if not batched:
+            out = tuple(s.squeeze(0) for s in out)
+        return out[0] if self.num_states == 1 else out
+
+    def _initial_state(self, x: Tensor, hx: Tensor | State | None, batched: bool) -> State:
+        shape = (x.shape[0], self.hidden_size)
+        if hx is None:
+            return tuple(x.new_zeros(shape) for _ in range(self.num_states))
+        states = (hx,) if isinstance(hx, Tensor) else tuple(hx)
+        if len(states) != self.num_states:
+            raise ValueError(
+                f"{type(self).__name__}: expected a state of {self.num_states} tensor(s), "
+                f"got {len(states)}"
+            )
+        states = tuple(s if batched else s.unsqueeze(0) for s in states)
+        for s in states:
+            if tuple(s.shape) != shape:
+                raise ValueError(
+                    f"{type(self).__name__}: expected hidden state of shape {shape}, "
+                    f"got {tuple(s.shape)}"
+                )
+        return states
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            s += ", bias=False"
+        return s
+
+
+CELLS: Registry[Any] = Registry("cell")
+"""Cell constructors by name: ``CELLS.get("lstm")(input_size, hidden_size, bias=...)``."""
+
+
+def list_cells() -> list[str]:
+    """Names of the registered cells, as used by ``Recurrent(cell=...)`` and configs."""
+    return CELLS.names()

@@ -1,0 +1,50 @@
+"""The simple (Elman) RNN cell: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from rnnzoo.cells.base import CELLS, RecurrentCell, State, Weights
+
+_NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
+
+
+class RNNCell(RecurrentCell):
+    """Elman RNN cell, equal to ``torch.nn.RNNCell`` (``nonlinearity`` "tanh" or "relu")."""
+
+    num_chunks = 1
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        if nonlinearity not in _NONLINEARITIES:
+            raise ValueError(
+                f"unknown nonlinearity {nonlinearity!r}; valid: {', '.join(_NONLINEARITIES)}"
+            )
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
+        self._act = _NONLINEARITIES[nonlinearity]
+
+    def step(self, gi: Tensor, state: State, w: Weights) -> State:
+        (h,) = state
+        h_t = self._act(gi + F.linear(h, w.weight_hh, w.bias_hh))
+        return (h_t,)
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        return s if self.nonlinearity == "tanh" else f"{s}, nonlinearity={self.nonlinearity!r}"
+
+
+CELLS.add("rnn_tanh", functools.partial(RNNCell, nonlinearity="tanh"))
+CELLS.add("rnn_relu", functools.partial(RNNCell, nonlinearity="relu"))

@@ -1,0 +1,360 @@
+"""Run any registered cell over time: stacked, bidirectional, variable length.
+
+``Recurrent`` is the one generic layer; ``RNN``, ``LSTM`` and ``GRU`` are it with the
+cell fixed, and are drop-in replacements for their torch.nn twins: same constructor,
+same ``state_dict`` keys (``weight_ih_l0``, ``bias_hh_l1_reverse``, ...), same outputs.
+
+Variable length follows torch.nn's packed semantics exactly: a padded step never
+touches the state, the reverse direction of a sequence starts at its own last valid
+step, outputs at padded positions are zero and ``h_n`` is each sequence's state at its
+last valid step.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from rnnzoo.cells.base import CELLS, RecurrentCell, State
+
+Lengths = Tensor | Sequence[int]
+
+
+class Recurrent(nn.Module):
+    """A stack of ``num_layers`` recurrent layers of any registered ``cell``.
+
+    Args:
+        cell: a name from ``rnnzoo.list_cells()`` ("lstm", "gru", "rnn_tanh", ...).
+        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional:
+            as in ``torch.nn.LSTM``. ``dropout`` acts between layers, in training only.
+        **cell_options: passed on to the cell's constructor.
+
+    Inputs: ``input, hx=None, lengths=None``
+        input: (T, B, input_size), (B, T, input_size) when ``batch_first``,
+            (T, input_size) unbatched, or a ``PackedSequence``.
+        hx: (num_layers * D, B, H), a tuple of such for cells with several states
+            (LSTM: (h_0, c_0)); zeros when ``None``. D = 2 if bidirectional else 1.
+        lengths: (B,) valid steps of each sequence of a padded batch, in [1, T].
+
+    Outputs: ``output, h_n`` (``output, (h_n, c_n)`` for LSTM)
+        output: (T, B, D * H) (batch first as the input), zero at padded steps; a
+            ``PackedSequence`` when the input is one.
+        h_n: (num_layers * D, B, H), each sequence's state at its last valid step;
+            layer l, direction d is at index l * D + d, as in torch.nn.
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **cell_options: Any,
+    ) -> None:
+        super().__init__()
+        if not isinstance(num_layers, int) or num_layers < 1:
+            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
+        if not 0.0 <= float(dropout) <= 1.0 or isinstance(dropout, bool):
+            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                "dropout acts between recurrent layers, so a non-zero dropout expects "
+                f"num_layers greater than 1, but got dropout={dropout} and num_layers=1",
+                stacklevel=2,
+            )
+        self.cell = cell
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.cell_options = cell_options
+        make_cell = CELLS.get(cell)
+        num_directions = 2 if bidirectional else 1
+
+        # One cell per (layer, direction). Each cell holds the math; its parameters move
+        # onto this module under torch.nn's names, so state_dicts match torch.nn's.
+        self.cells = nn.ModuleList()  # of RecurrentCell
+        self._param_names: list[dict[str, str | None]] = []  # cell's -> ours, per unit
+        for layer in range(num_layers):
+            for direction in range(num_directions):
+                layer_input = input_size if layer == 0 else hidden_size * num_directions
+                unit: RecurrentCell = make_cell(
+                    layer_input, hidden_size, bias=bias, device=device, dtype=dtype, **cell_options
+                )
+                suffix = f"_l{layer}" + ("_reverse" if direction else "")
+                names: dict[str, str | None] = {}
+                for name, param in list(unit._parameters.items()):
+                    names[name] = None if param is None else name + suffix
+                    if param is not None:  # None: an absent part, such as bias=False
+                        delattr(unit, name)
+                        self.register_parameter(name + suffix, param)
+                self.cells.append(unit)
+                self._param_names.append(names)
+        self.num_states: int = unit.num_states
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def reset_parameters(self) -> None:
+        for unit, names in enumerate(self._param_names):
+            params = {mine: getattr(self, ours) for mine, ours in names.items() if ours}
+            self._cell(unit).init_parameters(params)
+
+    def flatten_parameters(self) -> None:
+        """No-op, for code written against torch.nn (our weights are never flattened)."""
+
+    def _cell(self, unit: int) -> RecurrentCell:
+        cell = self.cells[unit]
+        assert isinstance(cell, RecurrentCell)
+        return cell
+
+    def unit_weights(self, unit: int) -> SimpleNamespace:
+        """Parameters of layer ``unit // D``, direction ``unit % D``, under the cell's names."""
+        names = self._param_names[unit]
+        return SimpleNamespace(**{m: ours and getattr(self, ours) for m, ours in names.items()})
+
+    def forward(
+        self,
+        input: Tensor | PackedSequence,
+        hx: Tensor | State | None = None,
+        lengths: Lengths | None = None,
+    ) -> tuple[Tensor | PackedSequence, Tensor | State]:
+        packed = isinstance(input, PackedSequence)
+        if isinstance(input, PackedSequence):
+            if lengths is not None:
+                raise ValueError("lengths must not be given with a PackedSequence input")
+            sorted_indices, unsorted_indices = input.sorted_indices, input.unsorted_indices
+            x, lengths = pad_packed_sequence(input)
+            batched = True
+        else:
+            x, batched = self._time_major(input)
+        steps, batch = x.shape[0], x.shape[1]
+        valid, full = self._valid_steps(lengths, steps, batch, x.device)
+        states = self._initial_states(hx, x, batched)
+
+        finals: list[State] = []
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(self.num_directions):
+                unit = layer * self.num_directions + direction
+                start = tuple(s[unit] for s in states)
+                y, final = self._scan(unit, x, start, valid, full, reverse=direction == 1)
+                outputs.append(y)
+                finals.append(final)
+            x = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, training=True)
+
+        h_n = tuple(torch.stack([f[k] for f in finals]) for k in range(self.num_states))
+        if packed:
+            assert isinstance(lengths, Tensor)
+            output: Tensor | PackedSequence = _repack(x, lengths, sorted_indices, unsorted_indices)
+        else:
+            output = x.transpose(0, 1) if self.batch_first and batched else x
+            if not batched:
+                output = output.squeeze(1)
+                h_n = tuple(h.squeeze(1) for h in h_n)
+        return output, (h_n[0] if self.num_states == 1 else h_n)
+
+    def _scan(
+        self,
+        unit: int,
+        x: Tensor,
+        state: State,
+        valid: Tensor | None,
+        full: int,
+        reverse: bool,
+    ) -> tuple[Tensor, State]:
+        """Run one direction of one layer. x: (T, B, I) -> output (T, B, H), final state.
+
+        ``valid``: (T, B, 1) bool, True where a step is real; ``full``: steps before
+        which every sequence is still running, so no masking is needed there.
+        """
+        cell, w = self._cell(unit), self.unit_weights(unit)
+        gi = cell.project(x, w).unbind(0)  # the input half of every step in one matmul
+        steps = x.shape[0]
+        outputs: list[Tensor] = [x] * steps  # placeholders, all overwritten below
+        for t in reversed(range(steps)) if reverse else range(steps):
+            new = cell.step(gi[t], state, w)
+            if t < full:  # every sequence is still running: no masking needed
+                state, outputs[t] = new, new[0]
+            else:  # padded entries keep their state and output zero
+                assert valid is not None
+                m = valid[t]
+                state = tuple(torch.where(m, n, s) for n, s in zip(new, state, strict=True))
+                outputs[t] = torch.where(m, new[0], 0.0)
+        return torch.stack(outputs), state
+
+    # -- input checks ----------------------------------------------------------------
+
+    def _time_major(self, input: Tensor) -> tuple[Tensor, bool]:
+        """(T, B, I) view of ``input`` and whether it was batched."""
+        layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
+        if input.dim() not in (2, 3):
+            raise ValueError(
+                f"{type(self).__name__}: expected input of shape {layout} or (T, input_size), "
+                f"got {input.dim()}-D input of shape {tuple(input.shape)}"
+            )
+        if input.shape[-1] != self.input_size:
+            raise ValueError(
+                f"{type(self).__name__}: expected input feature size {self.input_size}, "
+                f"got {input.shape[-1]} (input shape {tuple(input.shape)})"
+            )
+        if input.dim() == 2:
+            return input.unsqueeze(1), False
+        return (input.transpose(0, 1) if self.batch_first else input), True
+
+    def _valid_steps(
+        self, lengths: Lengths | None, steps: int, batch: int, device: torch.device
+    ) -> tuple[Tensor | None, int]:
+        """(T, B, 1) mask of real steps (None if none is padded), and the shortest length."""
+        if lengths is None:
+            return None, steps
+        lens = torch.as_tensor(lengths)
+        if lens.dim() != 1 or lens.shape[0] != batch:
+            raise ValueError(
+                f"{type(self).__name__}: expected lengths of shape ({batch},), one per "
+                f"sequence, got shape {tuple(lens.shape)}"
+            )
+        if lens.is_floating_point() or lens.is_complex() or lens.dtype == torch.bool:
+            raise ValueError(f"lengths must be integers, got dtype {lens.dtype}")
+        lo, hi = int(lens.min()), int(lens.max())
+        if lo < 1 or hi > steps:
+            raise ValueError(
+                f"{type(self).__name__}: lengths must lie in [1, {steps}] (the input has "
+                f"T={steps} steps), got min {lo} and max {hi}"
+            )
+        if lo == steps:
+            return None, steps
+        lens = lens.to(device)
+        return (torch.arange(steps, device=device)[:, None] < lens[None, :]).unsqueeze(-1), lo
+
+    def _initial_states(self, hx: Tensor | State | None, x: Tensor, batched: bool) -> State:
+        """num_states tensors of shape (num_layers * D, B, H)."""
+        shape = (self.num_layers * self.num_directions, x.shape[1], self.hidden_size)
+        if hx is None:
+            return tuple(x.new_zeros(shape) for _ in range(self.num_states))
+        states = (hx,) if isinstance(hx, Tensor) else tuple(hx)
+        if len(states) != self.num_states:
+            raise ValueError(
+                f"{type(self).__name__}: expected hx to be {self.num_states} tensor(s), "
+                f"got {len(states)}"
+            )
+        if not batched:
+            states = tuple(s.unsqueeze(1) if s.dim() == 2 else s for s in states)
+        for s in states:
+            if tuple(s.shape) != shape:
+                want = shape if batched else (shape[0], shape[2])
+                raise ValueError(
+                    f"{type(self).__name__}: expected hidden state of shape {want} "
+                    f"(num_layers * num_directions, batch, hidden_size), got {tuple(s.shape)}"
+                )
+        return states
+
+    def extra_repr(self) -> str:
+        s = f"{self.cell!r}, {self.input_size}, {self.hidden_size}"
+        for name, default in [
+            ("num_layers", 1),
+            ("bias", True),
+            ("batch_first", False),
+            ("dropout", 0.0),
+            ("bidirectional", False),
+        ]:
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)}"
+        return s
+
+
+def _repack(
+    x: Tensor, lengths: Tensor, sorted_indices: Tensor | None, unsorted_indices: Tensor | None
+) -> PackedSequence:
+    """Pack (T, B, F) output with the same batch order as the PackedSequence input."""
+    if sorted_indices is not None:
+        x = x.index_select(1, sorted_indices)
+        lengths = lengths.index_select(0, sorted_indices.cpu())
+    packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=True)
+    return PackedSequence(packed.data, packed.batch_sizes, sorted_indices, unsorted_indices)
+
+
+class RNN(Recurrent):
+    """Elman RNN stack, a drop-in replacement for ``torch.nn.RNN``."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"unknown nonlinearity {nonlinearity!r}; valid: 'tanh', 'relu'")
+        super().__init__(
+            f"rnn_{nonlinearity}", input_size, hidden_size, num_layers, bias, batch_first,
+            dropout, bidirectional, device, dtype,
+        )  # fmt: skip
+        self.nonlinearity = nonlinearity
+
+
+class LSTM(Recurrent):
+    """LSTM stack, a drop-in replacement for ``torch.nn.LSTM`` (without ``proj_size``)."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(
+            "lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+            bidirectional, device, dtype,
+        )  # fmt: skip
+
+
+class GRU(Recurrent):
+    """GRU stack, a drop-in replacement for ``torch.nn.GRU``."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(
+            "gru", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+            bidirectional, device, dtype,
+        )  # fmt: skip
