@@ -1,0 +1,219 @@
+"""One typed schema for a run: YAML -> validated ``Config``; unknown keys are errors.
+
+A run config has five sections::
+
+    task: adding
+    data:  {...}    # schema chosen by the task (``TASKS``)
+    model: {...}    # schema chosen by model.name (``MODELS``)
+    train: {...}    # TrainConfig
+    output: {...}   # OutputConfig
+
+``data`` and ``model`` are validated against the schema their task or model registers,
+so a typo anywhere is reported with its full key path and the closest valid names
+before any data is loaded.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names every offending key."""
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are re-checked on set."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TrainConfig(Section):
+    """How to fit: optimiser, schedule, budget, batches, early stopping, device."""
+
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, description="SGD only")
+    schedule: Literal["constant", "cosine", "plateau"] = "constant"
+    warmup_steps: int = Field(0, ge=0, description="linear warm-up before the cosine decay")
+    plateau_factor: float = Field(0.5, gt=0, lt=1)
+    plateau_patience: int = Field(2, ge=0)
+    epochs: int = Field(10, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
+    batch_size: int = Field(64, ge=1, description="global batch, over all processes")
+    eval_batch_size: int | None = Field(None, ge=1)
+    grad_clip: float | None = Field(1.0, gt=0, description="max gradient norm; null: off")
+    metric: str | None = Field(None, description="validation metric to select and stop on")
+    patience: int | None = Field(None, ge=1, description="epochs without improvement")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    num_workers: int = Field(0, ge=0)
+
+
+class OutputConfig(Section):
+    """Where a run folder goes: ``<dir>/<name>``."""
+
+    dir: Path = Path("runs")
+    name: str | None = Field(None, description="default: the config's file name and a time")
+    tensorboard: bool = Field(True, description="write TensorBoard scalars when installed")
+
+
+class RunConfig(Section):
+    """The top level; ``data`` and ``model`` are checked by their own schemas afterwards."""
+
+    task: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    model: dict[str, Any] = Field(default_factory=dict)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections_are_mappings(cls, values: Any) -> Any:
+        if isinstance(values, Mapping):
+            for key in ("data", "model", "train", "output"):
+                if values.get(key) is None and key in values:
+                    values = {**values, key: {}}
+        return values
+
+
+@dataclasses.dataclass
+class Config:
+    """A validated run config: every section is a typed pydantic model."""
+
+    task: str
+    data: BaseModel
+    model: BaseModel
+    train: TrainConfig
+    output: OutputConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML-able values, every default filled in (the resolved config)."""
+        return {
+            "task": self.task,
+            "data": self.data.model_dump(mode="json"),
+            "model": self.model.model_dump(mode="json"),
+            "train": self.train.model_dump(mode="json"),
+            "output": self.output.model_dump(mode="json"),
+        }
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# -- loading ------------------------------------------------------------------------
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
+    """Read a YAML file, apply ``key.path=value`` overrides, validate everything."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return parse_config(apply_overrides(raw, overrides), source=str(path))
+
+
+def parse_config(raw: Mapping[str, Any], source: str = "config") -> Config:
+    """Validate a config given as nested dicts (what ``yaml.safe_load`` gives)."""
+    from rnnzoo.models import MODELS
+    from rnnzoo.tasks import TASKS
+
+    # Every section is checked even when an earlier one fails, so one run of the
+    # command lists every mistake in the file.
+    errors: list[str] = []
+    top = _validate(RunConfig, raw, "", errors)
+    task, data_raw, model_raw = raw.get("task"), raw.get("data") or {}, raw.get("model") or {}
+    data = model = None
+    if isinstance(task, str) and task not in TASKS:
+        errors.append(f"task: {TASKS.unknown_message(task)}")
+    elif isinstance(task, str) and isinstance(data_raw, Mapping):
+        data = _validate(TASKS.get(task).Data, data_raw, "data.", errors)
+    name = model_raw.get("name") if isinstance(model_raw, Mapping) else None
+    if name is None:
+        errors.append(f"model.name: required but missing; valid names: {', '.join(MODELS)}")
+    elif name not in MODELS:
+        errors.append(f"model.name: {MODELS.unknown_message(name)}")
+    else:
+        model = _validate(MODELS.get(name).Args, model_raw, "model.", errors)
+    if errors or top is None or data is None or model is None:
+        raise ConfigError(f"{source}: " + "\n  ".join(errors))
+    return Config(top.task, data, model, top.train, top.output)
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each ``a.b.c=value`` set; values are parsed as YAML.
+
+    The schema then types them: ``train.lr=3e-4`` becomes a float, ``model.bidirectional=
+    true`` a bool. A key that the schema lacks is reported like a typo in the file.
+    """
+    out = copy.deepcopy(dict(raw))
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key.path=value, got {item!r}")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {part!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _validate(schema: type[BaseModel], values: Any, prefix: str, errors: list[str]) -> Any:
+    """The validated section, or None with one line per problem added to ``errors``."""
+    try:
+        return schema.model_validate(values)
+    except ValidationError as err:
+        errors.extend(_describe(schema, e, prefix) for e in err.errors())
+        return None
+
+
+def _describe(schema: type[BaseModel], error: Mapping[str, Any], prefix: str) -> str:
+    """One line per problem: the full key path, what is wrong, and what would be valid."""
+    loc = [str(p) for p in error["loc"]]
+    key = prefix + ".".join(loc)
+    if error["type"] == "extra_forbidden":
+        valid = _fields_at(schema, loc[:-1])
+        close = difflib.get_close_matches(loc[-1], valid, n=3, cutoff=0.5)
+        parent = (prefix + ".".join(loc[:-1])).rstrip(".") or "the top level"
+        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+        return f"unknown key '{key}'{hint}; valid keys in {parent}: {', '.join(valid)}"
+    if error["type"] == "missing":
+        return f"{key}: required but missing"
+    got = error.get("input")
+    return f"{key}: {error['msg']} (got {got!r})"
+
+
+def _fields_at(schema: type[BaseModel], loc: list[str]) -> list[str]:
+    """The field names of the section at ``loc`` inside ``schema`` (empty if unknown)."""
+    for part in loc:
+        field = schema.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        schema = annotation
+    return list(schema.model_fields)
