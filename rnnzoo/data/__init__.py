@@ -1,0 +1,1 @@
+"""Data sources, one module each: fetch/verify, parse, split, batch."""

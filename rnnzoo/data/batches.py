@@ -1,0 +1,58 @@
+"""The batch that every task hands the trainer, and in-memory datasets that make them."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+
+@dataclasses.dataclass
+class Batch:
+    """One batch: what a model takes (``inputs``, ``lengths``) and what the task scores.
+
+    inputs: (B, T, F) features or (B, T) token ids, padded; lengths: (B,) or None when
+    every sequence has T steps; targets: whatever the task's loss compares with.
+    """
+
+    inputs: Tensor
+    targets: Tensor
+    lengths: Tensor | None = None
+
+    def to(self, device: torch.device) -> Batch:
+        lengths = None if self.lengths is None else self.lengths.to(device, non_blocking=True)
+        return Batch(
+            self.inputs.to(device, non_blocking=True),
+            self.targets.to(device, non_blocking=True),
+            lengths,
+        )
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+
+class TensorBatches(Dataset[Batch]):
+    """Tensors with the sample on dim 0, fetched a whole batch at a time.
+
+    ``DataLoader`` calls ``__getitems__`` with a batch of indices (one gather per tensor
+    instead of a Python loop over samples); pass ``collate_fn=lambda b: b``.
+    """
+
+    def __init__(self, inputs: Tensor, targets: Tensor, lengths: Tensor | None = None) -> None:
+        if len(inputs) != len(targets) or (lengths is not None and len(lengths) != len(inputs)):
+            raise ValueError("inputs, targets and lengths must have one entry per sample")
+        self.inputs, self.targets, self.lengths = inputs, targets, lengths
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitems__(self, indices: Sequence[int]) -> Batch:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        lengths = None if self.lengths is None else self.lengths[idx]
+        return Batch(self.inputs[idx], self.targets[idx], lengths)
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.__getitems__([index])

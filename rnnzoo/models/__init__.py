@@ -1,0 +1,6 @@
+"""Models for the tasks, registered by name in ``MODELS``."""
+
+from rnnzoo.models.base import MODELS, RecurrentArgs, build_model, list_models
+from rnnzoo.models.many_to_one import ManyToOne
+
+__all__ = ["MODELS", "ManyToOne", "RecurrentArgs", "build_model", "list_models"]
