@@ -1,19 +1,33 @@
-"""The ``rnnzoo`` command line. Commands stay thin: each calls a library function."""
+"""The ``rnnzoo`` command line. Commands stay thin: each calls a library function.
+
+Exit codes: 0 success, 1 a failure while running (a diverged loss, say), 2 a usage or
+config error (one clear message, no traceback), 130 interrupted with Ctrl-C after
+saving the state to resume from.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 import rnnzoo
+from rnnzoo.config import ConfigError
+from rnnzoo.registry import UnknownNameError
 
 app = typer.Typer(
     name="rnnzoo",
     help="A model zoo of recurrent networks: hand-written cells proven equal to torch.nn.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
+
+CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 def _version(value: bool) -> None:
@@ -32,12 +46,97 @@ def _main(
     """rnnzoo: recurrent networks written plainly, trained from YAML configs."""
 
 
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn the errors a user can fix into one line on stderr and the right exit code."""
+    from rnnzoo.trainer import Interrupted, TrainingDiverged
+
+    try:
+        yield
+    except (ConfigError, UnknownNameError, FileNotFoundError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    except TrainingDiverged as err:
+        typer.echo(f"error: training diverged: {err}; the best checkpoint is untouched", err=True)
+        raise typer.Exit(1) from None
+    except Interrupted as err:
+        typer.echo(
+            f"interrupted: {err}; the last checkpoint is saved, resume with --resume", err=True
+        )
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def train(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML config file of the run.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config value: key.path=value (repeatable)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for run folders (default: output.dir).")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu or cuda (default: train.device).")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue the run in this folder from its last checkpoint.")
+    ] = None,
+) -> None:
+    """Train a model from a config; writes a run folder (config, checkpoints, metrics)."""
+    from rnnzoo import runs
+
+    if config is None and resume is None:
+        typer.echo("error: give --config FILE, or --resume RUN_DIR", err=True)
+        raise typer.Exit(2)
+    if config is not None and resume is not None:
+        typer.echo("error: --resume continues a run with its own config; drop --config", err=True)
+        raise typer.Exit(2)
+    with _user_errors():
+        runs.train(config, set_ or [], out=out, device=device, resume=resume, echo=typer.echo)
+
+
+@app.command("eval")
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `rnnzoo train`.")],
+    split: Annotated[str, typer.Option(help="Which split to score: val or test.")] = "test",
+    data_path: Annotated[
+        Path | None, typer.Option(help="Read the data from here instead of data.path.")
+    ] = None,
+    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Score a trained run on a split; prints the metrics and writes eval_<split>.json."""
+    from rnnzoo import runs
+
+    if checkpoint not in ("best", "last"):
+        typer.echo(f"error: --checkpoint must be best or last, got {checkpoint!r}", err=True)
+        raise typer.Exit(2)
+    with _user_errors():
+        metrics = runs.evaluate(run_dir, split, checkpoint, data_path, device)
+    typer.echo(json.dumps({"split": split, "checkpoint": checkpoint, **metrics}, indent=2))
+
+
 @app.command("list")
 def list_command() -> None:
-    """List the registered cells."""
-    typer.echo("cells:")
-    for name in rnnzoo.list_cells():
-        typer.echo(f"  {name}")
+    """List the registered cells, models and tasks, and the shipped configs."""
+    from rnnzoo.models import list_models
+    from rnnzoo.tasks import list_tasks
+
+    sections = {
+        "cells": rnnzoo.list_cells(),
+        "models": list_models(),
+        "tasks": list_tasks(),
+        "configs": [str(p.relative_to(CONFIGS_DIR)) for p in sorted(CONFIGS_DIR.rglob("*.yaml"))]
+        if CONFIGS_DIR.is_dir()
+        else [],
+    }
+    for title, names in sections.items():
+        typer.echo(f"{title}:")
+        for name in names:
+            typer.echo(f"  {name}")
 
 
 def main() -> None:

@@ -1,0 +1,60 @@
+"""Several processes through ``torchrun``: who am I, and sums over every process.
+
+With one process (no ``torchrun``) every function here is a cheap no-op, so the trainer
+has one code path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class World:
+    """This process's place among ``size`` processes; rank 0 writes the run folder."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_world(device_type: str) -> World:
+    """Join the process group ``torchrun`` set up (gloo on CPU, nccl on CUDA), if any."""
+    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
+        return World()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def all_sum(tensor: Tensor, world: World) -> Tensor:
+    """The element-wise sum of ``tensor`` over all processes (in place, and returned)."""
+    if world.size > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def close_world(world: World) -> None:
+    if world.size > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def resolve_device(name: str, world: World) -> torch.device:
+    """``auto`` is CUDA when present; under torchrun each process takes its local GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
+        return torch.device("cuda", world.local_rank)
+    return torch.device(name)

@@ -1,0 +1,349 @@
+"""Fit, evaluate, checkpoint: one loop for every task and every model.
+
+The trainer knows a task only through ``rnnzoo.tasks.Task`` (datasets, loss, metric
+sums) and a model only as ``model(inputs, lengths)``; it never branches on either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from rnnzoo import checkpoint
+from rnnzoo.config import Config, ConfigError
+from rnnzoo.data.batches import Batch
+from rnnzoo.data.sampling import EpochBatches, shard_batches
+from rnnzoo.distributed import World, all_sum
+from rnnzoo.optim import make_optimizer, make_scheduler
+from rnnzoo.tasks import Task
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient became NaN or infinite."""
+
+
+class Interrupted(RuntimeError):
+    """Training stopped on request (Ctrl-C); ``last`` holds the state to resume from."""
+
+
+@dataclasses.dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint so a run resumes exactly."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimiser steps taken
+    batch_in_epoch: int = 0  # batches of the unfinished epoch already trained on
+    best: float | None = None
+    best_epoch: int | None = None
+    bad_epochs: int = 0  # epochs since the best, for early stopping
+    partial: dict[str, float] = dataclasses.field(default_factory=dict)  # unfinished epoch
+
+
+class Totals:
+    """Sums and counts of metrics over batches, reduced over processes at the end."""
+
+    def __init__(self, device: torch.device, start: dict[str, float] | None = None) -> None:
+        self.device = device
+        self.sums: dict[str, Tensor] = {}
+        for key, value in (start or {}).items():
+            self.sums[key] = torch.tensor(value, dtype=torch.float64, device=device)
+
+    def add(self, name: str, total: Tensor, count: Tensor | int) -> None:
+        for key, value in ((name, total), (name + "/n", count)):
+            v = torch.as_tensor(value, device=self.device).detach().double()
+            self.sums[key] = self.sums[key] + v if key in self.sums else v
+
+    def state(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.sums.items()}
+
+    def means(self, world: World) -> dict[str, float]:
+        keys = sorted(self.sums)
+        if not keys:
+            return {}
+        values = all_sum(torch.stack([self.sums[k] for k in keys]), world).tolist()
+        reduced = dict(zip(keys, values, strict=True))
+        return {k: reduced[k] / max(reduced[k + "/n"], 1) for k in keys if not k.endswith("/n")}
+
+
+class Trainer:
+    """Trains ``model`` on ``task`` as ``config.train`` says; rank 0 writes ``run_dir``."""
+
+    def __init__(
+        self,
+        config: Config,
+        task: Task,
+        model: nn.Module,
+        device: torch.device,
+        world: World | None = None,
+        run_dir: Path | None = None,
+        log: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.config, self.cfg, self.task = config, config.train, task
+        self.device, self.world, self.run_dir = device, world or World(), run_dir
+        self.model = model.to(device)
+        self.net: nn.Module = self.model
+        if self.world.size > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+        self.metric = self.cfg.metric or task.metric
+        if self.metric not in task.modes:
+            valid = ", ".join(sorted(task.modes))
+            raise ConfigError(f"train.metric {self.metric!r} is not one of this task's: {valid}")
+        self.mode = task.modes[self.metric]
+        self.train_data, self.val_data = task.dataset("train"), task.dataset("val")
+        n_train = len(self.train_data)  # type: ignore[arg-type]
+        self.batches = EpochBatches(n_train, self.cfg.batch_size, self.cfg.seed, self.world)
+        total = len(self.batches) * self.cfg.epochs
+        if self.cfg.max_steps is not None:
+            total = min(total, self.cfg.max_steps)
+        self.optimizer = make_optimizer(self.model, self.cfg)
+        self.scheduler = make_scheduler(self.optimizer, self.cfg, total, self.mode)
+        self.progress = Progress()
+        self.log = log or (lambda record: None)
+        self.stop_requested = False  # set by Ctrl-C (or a hook); acted on between steps
+        self._stop_agreed = False  # every process has seen a stop request
+        self.after_step: list[Callable[[Trainer], None]] = []  # hooks, e.g. for tests
+
+    # -- training -------------------------------------------------------------------
+
+    def fit(self) -> Progress:
+        """Train until ``epochs``, ``max_steps`` or early stopping; returns the progress."""
+        p = self.progress
+        with _stop_on_sigint(self):
+            while p.epoch < self.cfg.epochs and not self._budget_spent():
+                started = time.perf_counter()
+                done, train = self._train_epoch()
+                if self._stopping():
+                    self.save("last")
+                    raise Interrupted(f"stopped at epoch {p.epoch + 1}, step {p.step}")
+                val = self.evaluate(self.val_data)
+                if done:
+                    p.epoch, p.batch_in_epoch, p.partial = p.epoch + 1, 0, {}
+                seconds = time.perf_counter() - started
+                improved = self._record(train, val, seconds, done)
+                self.save("last")
+                if improved:
+                    self.save("best")
+                if self.cfg.patience is not None and p.bad_epochs >= self.cfg.patience:
+                    break
+        return p
+
+    def _stopping(self) -> bool:
+        return self._stop_agreed or (self.world.size == 1 and self.stop_requested)
+
+    def _budget_spent(self) -> bool:
+        return self.cfg.max_steps is not None and self.progress.step >= self.cfg.max_steps
+
+    def _train_epoch(self) -> tuple[bool, dict[str, float]]:
+        """Train on the rest of the current epoch; returns (finished?, train metrics)."""
+        p, cfg = self.progress, self.cfg
+        self.batches.set_epoch(p.epoch, skip=p.batch_in_epoch)
+        loader = self._loader(self.train_data, self.batches)
+        totals = Totals(self.device, p.partial)
+        self.net.train()
+        bar = tqdm(
+            loader, desc=f"epoch {p.epoch + 1}/{cfg.epochs}", initial=p.batch_in_epoch,
+            total=len(self.batches), leave=False, disable=None if self.world.is_main else True,
+        )  # fmt: skip
+        for batch in bar:
+            if self._budget_spent() or self._stopping():
+                return False, totals.means(self.world)
+            start = time.perf_counter()
+            loss, grad_norm, n = self._step(batch.to(self.device), totals)
+            p.step, p.batch_in_epoch = p.step + 1, p.batch_in_epoch + 1
+            p.partial = totals.state()
+            rate = n / max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(loss=f"{loss:.4g}", grad=f"{grad_norm:.3g}", samples_s=f"{rate:.0f}")
+            for hook in self.after_step:
+                hook(self)
+        finished = not (self._budget_spent() and p.batch_in_epoch < len(self.batches))
+        return finished, totals.means(self.world)
+
+    def _step(self, batch: Batch, totals: Totals) -> tuple[float, float, int]:
+        """One optimiser step; returns (global mean loss, pre-clip grad norm, samples)."""
+        cfg, p = self.cfg, self.progress
+        local_n = len(batch)
+        global_n = self.batches.global_size(p.batch_in_epoch)
+        with self._autocast():
+            output = self.net(batch.inputs, batch.lengths)
+            loss = self.task.loss(output.float(), batch)
+        # Sum over processes: the mean loss of the global batch, and a shared stop flag.
+        shared = all_sum(torch.stack([loss.detach().double() * local_n, _flag(self)]), self.world)
+        mean_loss, self._stop_agreed = float(shared[0]) / global_n, bool(shared[1] > 0)
+        if not math.isfinite(mean_loss):
+            where = f"epoch {p.epoch + 1}, step {p.step + 1}"
+            raise TrainingDiverged(f"loss is {mean_loss} at {where}")
+        # Scaled so DDP's gradient average equals the gradient of the global mean loss.
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss * (local_n * self.world.size / global_n)).backward()
+        max_norm = cfg.grad_clip if cfg.grad_clip is not None else math.inf
+        norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        if not math.isfinite(norm):
+            where = f"epoch {p.epoch + 1}, step {p.step + 1}"
+            raise TrainingDiverged(f"gradient norm is {norm} at {where}")
+        self.optimizer.step()
+        if not isinstance(self.scheduler, ReduceLROnPlateau):  # the others step per batch
+            self.scheduler.step()
+        totals.add("loss", loss.detach() * local_n, local_n)
+        totals.add("grad_norm", torch.tensor(norm), 1)
+        totals.add("clipped", torch.tensor(float(norm > max_norm)), 1)
+        for name, (total, count) in self.task.metrics(output, batch).items():
+            totals.add(name, total, count)
+        return mean_loss, norm, local_n
+
+    def _record(
+        self, train: dict[str, float], val: dict[str, float], seconds: float, done: bool
+    ) -> bool:
+        """Log one epoch, update the best and early-stopping counters; True if improved."""
+        p = self.progress
+        value = val[self.metric]
+        better = p.best is None or (value < p.best if self.mode == "min" else value > p.best)
+        if better:
+            p.best, p.best_epoch, p.bad_epochs = value, p.epoch, 0
+        elif done:
+            p.bad_epochs += 1
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.step(value)
+        samples = self.batches.n if done else None
+        record: dict[str, Any] = {
+            "epoch": p.epoch if done else p.epoch + 1,
+            "step": p.step,
+            "partial_epoch": not done,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            **{f"train_{k}": v for k, v in train.items()},
+            **{f"val_{k}": v for k, v in val.items()},
+            "seconds": seconds,
+            "samples_per_s": samples / seconds if samples else None,
+            "best": bool(better),
+        }
+        if self.world.is_main:
+            self.log(record)
+        return bool(better)
+
+    # -- evaluation -----------------------------------------------------------------
+
+    def evaluate(self, dataset: Dataset[Batch]) -> dict[str, float]:
+        """Loss and metrics of the model over a whole split."""
+        self.net.eval()
+        size = self.cfg.eval_batch_size or self.cfg.batch_size
+        metrics = evaluate(
+            self.model, self.task, dataset, self.device, size, self.world, self.cfg.precision
+        )
+        self.net.train()
+        return metrics
+
+    def _autocast(self) -> torch.autocast:
+        enabled = self.cfg.precision == "bf16"
+        return torch.autocast(self.device.type, torch.bfloat16, enabled=enabled)
+
+    def _loader(self, dataset: Dataset[Batch], batches: Any) -> DataLoader[Batch]:
+        return DataLoader(
+            dataset, batch_sampler=batches, collate_fn=_as_is,
+            num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda",
+        )  # fmt: skip
+
+    # -- checkpoints ----------------------------------------------------------------
+
+    def save(self, kind: str) -> None:
+        """Write ``checkpoints/<kind>.pt`` atomically (rank 0 only)."""
+        if self.run_dir is None or not self.world.is_main:
+            return
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": checkpoint.rng_state(),
+            "progress": dataclasses.asdict(self.progress),
+            "config": self.config.to_dict(),
+        }
+        checkpoint.save_atomic(state, self.run_dir / "checkpoints" / f"{kind}.pt")
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint written by ``save``."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        checkpoint.set_rng_state(state["rng"])
+        self.progress = Progress(**state["progress"])
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    task: Task,
+    dataset: Dataset[Batch],
+    device: torch.device,
+    batch_size: int,
+    world: World | None = None,
+    precision: str = "fp32",
+) -> dict[str, float]:
+    """Loss and metrics of ``model`` over ``dataset``; each process takes a shard."""
+    world = world or World()
+    was_training = model.training
+    model.eval()
+    totals = Totals(device)
+    n = len(dataset)  # type: ignore[arg-type]
+    shards = shard_batches(n, batch_size, world)
+    for batch in _loader(dataset, shards, 0, device):
+        batch = batch.to(device)
+        with _autocast(device, precision):
+            output = model(batch.inputs, batch.lengths).float()
+        totals.add("loss", task.loss(output, batch) * len(batch), len(batch))
+        for name, (total, count) in task.metrics(output, batch).items():
+            totals.add(name, total, count)
+    model.train(was_training)
+    return totals.means(world)
+
+
+def _autocast(device: torch.device, precision: str) -> torch.autocast:
+    return torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16")
+
+
+def _loader(
+    dataset: Dataset[Batch], batches: Any, workers: int, device: torch.device
+) -> DataLoader[Batch]:
+    return DataLoader(
+        dataset, batch_sampler=batches, collate_fn=_as_is,
+        num_workers=workers, pin_memory=device.type == "cuda",
+    )  # fmt: skip
+
+
+def _as_is(batch: Any) -> Any:
+    return batch
+
+
+def _flag(trainer: Trainer) -> Tensor:
+    return torch.tensor(float(trainer.stop_requested), dtype=torch.float64, device=trainer.device)
+
+
+@contextlib.contextmanager
+def _stop_on_sigint(trainer: Trainer) -> Iterator[None]:
+    """First Ctrl-C: finish the step, save ``last``, stop. A second one aborts at once."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave Ctrl-C as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
