@@ -5,10 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format bench clean
+.PHONY: help install demo test lint format bench bench-adding clean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create .venv and install rnnzoo with its dev extras (pinned by constraints.txt)
 
@@ -17,6 +17,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+DEMO_EPOCHS ?= 10
+
+demo: $(STAMP) ## train and test an LSTM on the adding problem (T=100) in about two minutes on CPU
+	rm -rf runs/demo
+	$(BIN)/rnnzoo train --config configs/adding_lstm.yaml --set train.epochs=$(DEMO_EPOCHS) --set output.name=demo
+	$(BIN)/rnnzoo eval runs/demo --split test
 
 test: $(STAMP) ## run the test suite (installs first when needed)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -32,6 +39,9 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 
 bench: $(STAMP) ## cell speed against torch.nn; writes benchmarks/cells.json
 	$(BIN)/python scripts/bench_cells.py --out benchmarks/cells.json
+
+bench-adding: $(STAMP) ## tanh RNN vs LSTM vs GRU on the adding problem; writes benchmarks/adding.json
+	$(BIN)/python scripts/bench_adding.py --out benchmarks/adding.json
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
