@@ -217,3 +217,15 @@ def test_two_processes_match_one_on_the_same_global_batch(tiny_config: Path, tmp
     for x, y in zip(metric_lines(one), metric_lines(two), strict=True):
         assert x["val_mse"] == pytest.approx(y["val_mse"], rel=1e-4)
         assert x["train_loss"] == pytest.approx(y["train_loss"], rel=1e-4)
+
+
+def test_tensorboard_scalars_when_installed(tiny_config: Path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = train(tiny_config, "--set", "output.tensorboard=true")
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"train/loss", "val/mse", "lr"} <= set(tags)
+    assert [e.step for e in events.Scalars("val/mse")] == [5, 10, 15]
