@@ -23,8 +23,29 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnzoo.cells.base import CELLS, RecurrentCell, State
+from rnnzoo.fused import fused_scan
 
 Lengths = Tensor | Sequence[int]
+
+IMPLS = ("auto", "loop", "fused", "torch")
+"""How a layer runs its recurrence: ``loop`` (autograd through each step's ops),
+``fused`` (hand-written backward, rnnzoo.fused), ``torch`` (torch.nn's native kernels
+on our parameters, for comparison), ``auto`` (fused where the cell has it, else loop)."""
+
+
+def _torch_rnn(nonlinearity: str) -> Any:
+    def make(*args: Any, **kwargs: Any) -> nn.Module:
+        return nn.RNN(*args, nonlinearity=nonlinearity, **kwargs)
+
+    return make
+
+
+TORCH_TWINS: dict[str, Any] = {
+    "rnn_tanh": _torch_rnn("tanh"),
+    "rnn_relu": _torch_rnn("relu"),
+    "lstm": nn.LSTM,
+    "gru": nn.GRU,
+}
 
 
 class Recurrent(nn.Module):
@@ -62,6 +83,7 @@ class Recurrent(nn.Module):
         bidirectional: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        impl: str = "auto",
         **cell_options: Any,
     ) -> None:
         super().__init__()
@@ -107,6 +129,20 @@ class Recurrent(nn.Module):
                 self.cells.append(unit)
                 self._param_names.append(names)
         self.num_states: int = unit.num_states
+        self.impl = self._resolve_impl(impl, unit)
+
+    def _resolve_impl(self, impl: str, cell: RecurrentCell) -> str:
+        """``auto``: the fused fast path when the cell has one, else the plain loop."""
+        if impl not in IMPLS:
+            raise ValueError(f"unknown impl {impl!r}; valid: {', '.join(IMPLS)}")
+        if impl == "fused" and cell.fused_saved is None:
+            raise ValueError(f"cell {self.cell!r} has no fused fast path; use impl='loop'")
+        if impl == "torch" and self.cell not in TORCH_TWINS:
+            valid = ", ".join(TORCH_TWINS)
+            raise ValueError(f"impl='torch' needs a torch.nn twin ({valid}), not {self.cell!r}")
+        if impl == "auto":
+            return "loop" if cell.fused_saved is None else "fused"
+        return impl
 
     @property
     def num_directions(self) -> int:
@@ -136,6 +172,8 @@ class Recurrent(nn.Module):
         hx: Tensor | State | None = None,
         lengths: Lengths | None = None,
     ) -> tuple[Tensor | PackedSequence, Tensor | State]:
+        if self.impl == "torch":
+            return self._torch_forward(input, hx, lengths)
         packed = isinstance(input, PackedSequence)
         if isinstance(input, PackedSequence):
             if lengths is not None:
@@ -188,6 +226,9 @@ class Recurrent(nn.Module):
         which every sequence is still running, so no masking is needed there.
         """
         cell, w = self._cell(unit), self.unit_weights(unit)
+        if self.impl == "fused":
+            gi_all = cell.project(x, w)
+            return fused_scan(cell, gi_all, state, w.weight_hh, w.bias_hh, valid, full, reverse)
         gi = cell.project(x, w).unbind(0)  # the input half of every step in one matmul
         steps = x.shape[0]
         outputs: list[Tensor] = [x] * steps  # placeholders, all overwritten below
@@ -201,6 +242,31 @@ class Recurrent(nn.Module):
                 state = tuple(torch.where(m, n, s) for n, s in zip(new, state, strict=True))
                 outputs[t] = torch.where(m, new[0], 0.0)
         return torch.stack(outputs), state
+
+    def _torch_forward(
+        self, input: Tensor | PackedSequence, hx: Any, lengths: Lengths | None
+    ) -> tuple[Tensor | PackedSequence, Tensor | State]:
+        """torch.nn's native kernels on our parameters (impl='torch'), for comparison."""
+        twin = self.__dict__.get("_twin")
+        if twin is None:  # parameter-less: functional_call lends it ours on every call
+            twin = TORCH_TWINS[self.cell](
+                self.input_size, self.hidden_size, self.num_layers, bias=self.bias,
+                batch_first=self.batch_first, dropout=self.dropout,
+                bidirectional=self.bidirectional, device="meta",
+            )  # fmt: skip
+            self.__dict__["_twin"] = twin  # not a submodule: no second copy of the weights
+        twin.train(self.training)
+        params: dict[str, Tensor] = dict(self.named_parameters())
+        if lengths is None or isinstance(input, PackedSequence):
+            out, h = torch.func.functional_call(twin, params, (input, hx))
+            return out, h
+        x, _ = self._time_major(input)
+        self._valid_steps(lengths, x.shape[0], x.shape[1], x.device)  # checks lengths
+        lens = torch.as_tensor(lengths).cpu()
+        packed = pack_padded_sequence(input, lens, self.batch_first, enforce_sorted=False)
+        out, h = torch.func.functional_call(twin, params, (packed, hx))
+        padded, _ = pad_packed_sequence(out, self.batch_first, total_length=x.shape[0])
+        return padded, h
 
     # -- input checks ----------------------------------------------------------------
 
@@ -308,12 +374,13 @@ class RNN(Recurrent):
         bidirectional: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        impl: str = "auto",
     ) -> None:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"unknown nonlinearity {nonlinearity!r}; valid: 'tanh', 'relu'")
         super().__init__(
             f"rnn_{nonlinearity}", input_size, hidden_size, num_layers, bias, batch_first,
-            dropout, bidirectional, device, dtype,
+            dropout, bidirectional, device, dtype, impl,
         )  # fmt: skip
         self.nonlinearity = nonlinearity
 
@@ -332,10 +399,11 @@ class LSTM(Recurrent):
         bidirectional: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        impl: str = "auto",
     ) -> None:
         super().__init__(
             "lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-            bidirectional, device, dtype,
+            bidirectional, device, dtype, impl,
         )  # fmt: skip
 
 
@@ -353,8 +421,9 @@ class GRU(Recurrent):
         bidirectional: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        impl: str = "auto",
     ) -> None:
         super().__init__(
             "gru", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-            bidirectional, device, dtype,
+            bidirectional, device, dtype, impl,
         )  # fmt: skip

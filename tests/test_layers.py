@@ -11,10 +11,11 @@ from tests.helpers import LAYERS, copy_by_name, states
 
 @pytest.mark.parametrize("cell", list(LAYERS))
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_dropout_matches_torch_in_train_and_eval(cell, bidirectional):
+@pytest.mark.parametrize("impl", ["loop", "fused", "torch"])
+def test_dropout_matches_torch_in_train_and_eval(cell, bidirectional, impl):
     ours_cls, ref_cls, kw = LAYERS[cell]
     args = dict(num_layers=3, dropout=0.5, bidirectional=bidirectional, **kw)
-    ours, ref = ours_cls(5, 6, **args).double(), ref_cls(5, 6, **args).double()
+    ours, ref = ours_cls(5, 6, impl=impl, **args).double(), ref_cls(5, 6, **args).double()
     copy_by_name(ours, ref)
     x = torch.randn(7, 4, 5, dtype=torch.double)
     # train mode: the masks come from the same generator in the same order as torch.nn's

@@ -15,14 +15,15 @@ from tests.helpers import LAYERS, copy_by_name, states, weighted_sum
 TOL = {"rtol": 1e-10, "atol": 1e-10}
 IN, H, B, T = 5, 6, 4, 7
 RAGGED = [3, 7, 1, 5]  # unsorted on purpose: torch needs enforce_sorted=False
+IMPLS = ["loop", "fused", "torch"]  # every way a layer can run its recurrence
 
 
-def run_pair(cell, num_layers, bidirectional, batch_first, lengths, with_hx, copy, seed=0):
+def run_pair(cell, num_layers, bidirectional, batch_first, lengths, with_hx, copy, impl, seed=0):
     """Run ours and torch.nn's twin on the same data; return both sides' results."""
     ours_cls, ref_cls, kw = LAYERS[cell]
     torch.manual_seed(seed)
     args = dict(num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first, **kw)
-    ours = ours_cls(IN, H, **args).double()
+    ours = ours_cls(IN, H, impl=impl, **args).double()
     ref = ref_cls(IN, H, **args).double()
     if copy == "ours->torch":
         copy_by_name(ours, ref)
@@ -88,9 +89,12 @@ MATRIX = list(
     ],
 )
 @pytest.mark.parametrize("copy", ["ours->torch", "torch->ours"])
-def test_layer_matches_torch(cell, num_layers, bidirectional, batch_first, lengths, with_hx, copy):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_layer_matches_torch(
+    cell, num_layers, bidirectional, batch_first, lengths, with_hx, copy, impl
+):
     (out, h_n, grads), (ref_out, ref_h_n, ref_grads) = run_pair(
-        cell, num_layers, bidirectional, batch_first, lengths, with_hx, copy
+        cell, num_layers, bidirectional, batch_first, lengths, with_hx, copy, impl
     )
     torch.testing.assert_close(out, ref_out, **TOL)
     assert len(h_n) == len(ref_h_n)
@@ -134,9 +138,11 @@ def test_reset_parameters_uses_torch_bounds(cell):
 @pytest.mark.parametrize("cell", list(LAYERS))
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("batch_first", [False, True])
-def test_packed_sequence_in_packed_sequence_out(cell, bidirectional, batch_first):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_packed_sequence_in_packed_sequence_out(cell, bidirectional, batch_first, impl):
     ours_cls, ref_cls, kw = LAYERS[cell]
-    ours = ours_cls(IN, H, num_layers=2, bidirectional=bidirectional, batch_first=batch_first, **kw)
+    args = dict(num_layers=2, bidirectional=bidirectional, batch_first=batch_first, **kw)
+    ours = ours_cls(IN, H, impl=impl, **args)
     ref = ref_cls(IN, H, num_layers=2, bidirectional=bidirectional, batch_first=batch_first, **kw)
     ours.double(), ref.double()
     copy_by_name(ours, ref)
@@ -156,9 +162,10 @@ def test_packed_sequence_in_packed_sequence_out(cell, bidirectional, batch_first
 
 
 @pytest.mark.parametrize("cell", list(LAYERS))
-def test_unbatched_input_matches_torch(cell):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_unbatched_input_matches_torch(cell, impl):
     ours_cls, ref_cls, kw = LAYERS[cell]
-    ours = ours_cls(IN, H, num_layers=2, bidirectional=True, **kw).double()
+    ours = ours_cls(IN, H, num_layers=2, bidirectional=True, impl=impl, **kw).double()
     ref = ref_cls(IN, H, num_layers=2, bidirectional=True, **kw).double()
     copy_by_name(ours, ref)
     x = torch.randn(T, IN, dtype=torch.double)
@@ -170,10 +177,11 @@ def test_unbatched_input_matches_torch(cell):
 
 
 @pytest.mark.parametrize("cell", list(LAYERS))
-def test_padded_positions_are_zero_and_ignored(cell):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_padded_positions_are_zero_and_ignored(cell, impl):
     """Garbage in the padding changes nothing: the state never sees a padded step."""
     ours_cls, _, kw = LAYERS[cell]
-    layer = ours_cls(IN, H, bidirectional=True, **kw).double()
+    layer = ours_cls(IN, H, bidirectional=True, impl=impl, **kw).double()
     x = torch.randn(max(RAGGED), len(RAGGED), IN, dtype=torch.double)
     lengths = torch.tensor(RAGGED)
     pad = torch.arange(x.shape[0])[:, None] >= lengths[None, :]
@@ -186,7 +194,7 @@ def test_padded_positions_are_zero_and_ignored(cell):
     assert torch.all(out[pad] == 0)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     cell=st.sampled_from(sorted(LAYERS)),
     input_size=st.integers(1, 6),
@@ -196,14 +204,15 @@ def test_padded_positions_are_zero_and_ignored(cell):
     batch_first=st.booleans(),
     lengths=st.lists(st.integers(1, 8), min_size=1, max_size=5),
     seed=st.integers(0, 2**16),
+    impl=st.sampled_from(["loop", "fused"]),
 )
 def test_random_shapes_match_torch(
-    cell, input_size, hidden_size, num_layers, bidirectional, batch_first, lengths, seed
+    cell, input_size, hidden_size, num_layers, bidirectional, batch_first, lengths, seed, impl
 ):
     ours_cls, ref_cls, kw = LAYERS[cell]
     torch.manual_seed(seed)
     args = dict(num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first, **kw)
-    ours = ours_cls(input_size, hidden_size, **args).double()
+    ours = ours_cls(input_size, hidden_size, impl=impl, **args).double()
     ref = ref_cls(input_size, hidden_size, **args).double()
     copy_by_name(ours, ref)
     steps = max(lengths)

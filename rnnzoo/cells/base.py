@@ -45,6 +45,11 @@ class RecurrentCell(nn.Module):
     """Gate blocks stacked along the rows of ``weight_ih`` and ``weight_hh``."""
     num_states: ClassVar[int] = 1
     """Tensors in the state; ``state[0]`` is always the output ``h``."""
+    fused_saved: ClassVar[tuple[int, ...] | None] = None
+    """Fast path (``rnnzoo.fused``): sizes, in multiples of H, of the per-step tensors
+    that ``fused_step`` saves for backward; None: the cell has no fast path."""
+    fused_gh_is_gi: ClassVar[bool] = True
+    """Whether the recurrent part of the gates has the same gradient as the input part."""
 
     def __init__(
         self,
@@ -96,6 +101,51 @@ class RecurrentCell(nn.Module):
 
     def step(self, gi: Tensor, state: State, w: Weights) -> State:
         """One time step. gi: (B, num_chunks * H), state: num_states x (B, H)."""
+        raise NotImplementedError
+
+    # -- the fast path's contract (see rnnzoo.fused); cells without it use the loop --
+
+    def fused_fold_bias(self, gi: Tensor, b_hh: Tensor | None) -> Tensor:
+        """gi for all steps, with b_hh added where the cell's math allows it."""
+        return gi if b_hh is None else gi + b_hh
+
+    def fused_step(
+        self,
+        gi: Tensor,
+        prev: list[Tensor],
+        w_t: Tensor,
+        b_hh: Tensor | None,
+        new: list[Tensor],
+        saved: list[Tensor],
+    ) -> None:
+        """One forward step without autograd: write the new state into ``new`` and what
+        backward needs into ``saved``. gi: (B, G); w_t: W_hh^T (H, G); each state (B, H)."""
+        raise NotImplementedError(f"{type(self).__name__} has no fused fast path")
+
+    def fused_backward_prepare(
+        self, saved: list[Tensor], states: list[Tensor], prev: list[Tensor]
+    ) -> Any:
+        """Derivatives needed by every backward step, computed for all T steps at once.
+
+        saved: ``fused_step``'s buffers (T, B, k*H); states / prev: each state after and
+        before every step, (T, B, H), in time order.
+        """
+        raise NotImplementedError
+
+    def fused_backward_step(
+        self,
+        t: int,
+        d: list[Tensor],
+        pre: Any,
+        saved: list[Tensor],
+        prev: list[Tensor],
+        dgi: Tensor,
+        dgh: Tensor,
+    ) -> list[Tensor | None]:
+        """Backward of step t: ``d`` holds dL/d(state after t). Write the gradient of the
+        gates' input part into ``dgi`` and of their recurrent part into ``dgh`` (the same
+        tensor when ``fused_gh_is_gi``); return dL/d(state before t) without the
+        ``dgh @ W_hh`` term, which the caller adds (None: no direct term)."""
         raise NotImplementedError
 
     # -- torch.nn.*Cell interface ---------------------------------------------------

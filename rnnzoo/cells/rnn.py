@@ -41,6 +41,27 @@ class RNNCell(RecurrentCell):
         h_t = self._act(gi + F.linear(h, w.weight_hh, w.bias_hh))
         return (h_t,)
 
+    # -- fast path: the same equation in place, and its derivative (rnnzoo.fused) --
+
+    fused_saved = ()  # backward needs only h_t itself
+
+    def fused_step(self, gi, prev, w_t, b_hh, new, saved):
+        h_t = torch.addmm(gi, prev[0], w_t, out=new[0])  # b_hh is folded into gi
+        if self.nonlinearity == "tanh":
+            h_t.tanh_()
+        else:
+            h_t.relu_()
+
+    def fused_backward_prepare(self, saved, states, prev):
+        h = states[0]
+        if self.nonlinearity == "tanh":
+            return (1.0 - h * h).unbind(0)  # tanh' = 1 - h_t^2
+        return (h > 0).to(h.dtype).unbind(0)  # relu' = [h_t > 0]
+
+    def fused_backward_step(self, t, d, pre, saved, prev, dgi, dgh):
+        torch.mul(d[0], pre[t], out=dgi)
+        return [None]
+
     def extra_repr(self) -> str:
         s = super().extra_repr()
         return s if self.nonlinearity == "tanh" else f"{s}, nonlinearity={self.nonlinearity!r}"

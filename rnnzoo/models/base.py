@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from torch import nn
@@ -22,6 +22,9 @@ class RecurrentArgs(Section):
     num_layers: int = Field(1, ge=1)
     bidirectional: bool = False
     dropout: float = Field(0.0, ge=0, le=1, description="between recurrent layers")
+    impl: Literal["auto", "loop", "fused", "torch"] = Field(
+        "auto", description="how the recurrence runs; see rnnzoo.layers.IMPLS"
+    )
 
     @field_validator("cell")
     @classmethod

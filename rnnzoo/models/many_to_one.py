@@ -34,11 +34,12 @@ class ManyToOne(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         pooling: str = "last",
+        impl: str = "auto",
     ) -> None:
         super().__init__()
         self.rnn = Recurrent(
             cell, input_size, hidden_size, num_layers,
-            batch_first=True, dropout=dropout, bidirectional=bidirectional,
+            batch_first=True, dropout=dropout, bidirectional=bidirectional, impl=impl,
         )  # fmt: skip
         self.pooling = pooling
         self.head = nn.Linear(hidden_size * self.rnn.num_directions, output_size)
@@ -47,7 +48,7 @@ class ManyToOne(nn.Module):
     def build(cls, args: Args, io: ModelIO) -> ManyToOne:
         return cls(
             io.input_size, io.output_size, args.cell, args.hidden_size, args.num_layers,
-            args.bidirectional, args.dropout, args.pooling,
+            args.bidirectional, args.dropout, args.pooling, args.impl,
         )  # fmt: skip
 
     def forward(self, inputs: Tensor, lengths: Tensor | None = None) -> Tensor:
