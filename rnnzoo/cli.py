@@ -44,6 +44,9 @@ def _main(
     ] = False,
 ) -> None:
     """rnnzoo: recurrent networks written plainly, trained from YAML configs."""
+    from rnnzoo.perf import tune_cpu_allocator
+
+    tune_cpu_allocator()  # an application's choice, see rnnzoo/perf.py
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnzoo.cells.base import CELLS, RecurrentCell, State
-from rnnzoo.fused import fused_scan
+from rnnzoo.fused import fast_linear, fused_scan
 
 Lengths = Tensor | Sequence[int]
 
@@ -226,22 +226,11 @@ class Recurrent(nn.Module):
         which every sequence is still running, so no masking is needed there.
         """
         cell, w = self._cell(unit), self.unit_weights(unit)
-        if self.impl == "fused":
-            gi_all = cell.project(x, w)
-            return fused_scan(cell, gi_all, state, w.weight_hh, w.bias_hh, valid, full, reverse)
-        gi = cell.project(x, w).unbind(0)  # the input half of every step in one matmul
-        steps = x.shape[0]
-        outputs: list[Tensor] = [x] * steps  # placeholders, all overwritten below
-        for t in reversed(range(steps)) if reverse else range(steps):
-            new = cell.step(gi[t], state, w)
-            if t < full:  # every sequence is still running: no masking needed
-                state, outputs[t] = new, new[0]
-            else:  # padded entries keep their state and output zero
-                assert valid is not None
-                m = valid[t]
-                state = tuple(torch.where(m, n, s) for n, s in zip(new, state, strict=True))
-                outputs[t] = torch.where(m, new[0], 0.0)
-        return torch.stack(outputs), state
+        if self.impl == "fused":  # the standard projection, on the fastest kernels
+            gi = fast_linear(x, w.weight_ih, w.bias_ih)
+            return fused_scan(cell, gi, state, w.weight_hh, w.bias_hh, valid, full, reverse)
+        gi = cell.project(x, w)  # the input half of every step in one matmul: (T, B, G)
+        return loop_scan(cell, w, gi, state, valid, full, reverse)
 
     def _torch_forward(
         self, input: Tensor | PackedSequence, hx: Any, lengths: Lengths | None
@@ -346,6 +335,31 @@ class Recurrent(nn.Module):
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)}"
         return s
+
+
+def loop_scan(
+    cell: RecurrentCell,
+    w: Any,
+    gi: Tensor,
+    state: State,
+    valid: Tensor | None,
+    full: int,
+    reverse: bool,
+) -> tuple[Tensor, State]:
+    """The plain path: each step's equations, with autograd recording every op."""
+    steps = gi.shape[0]
+    gi_t = gi.unbind(0)  # not gi[t]: indexing makes backward build a full-size zero per step
+    outputs: list[Tensor] = [gi] * steps  # placeholders, all overwritten below
+    for t in reversed(range(steps)) if reverse else range(steps):
+        new = cell.step(gi_t[t], state, w)
+        if t < full:  # every sequence is still running: no masking needed
+            state, outputs[t] = new, new[0]
+        else:  # padded entries keep their state and output zero
+            assert valid is not None
+            m = valid[t]
+            state = tuple(torch.where(m, n, s) for n, s in zip(new, state, strict=True))
+            outputs[t] = torch.where(m, new[0], 0.0)
+    return torch.stack(outputs), state
 
 
 def _repack(

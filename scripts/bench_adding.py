@@ -6,6 +6,11 @@ the first epoch, step and second at which validation MSE fell below 0.01.
 
     python scripts/bench_adding.py --out benchmarks/adding.json
     python scripts/bench_adding.py --seq-lens 100 --epochs 5      # a quick look
+    python scripts/bench_adding.py --epoch-times --out benchmarks/adding_epochs.json
+
+``--epoch-times`` instead times one training epoch of each config with every ``impl``
+(loop: autograd through the Python loop; fused: the hand-written backward; torch:
+torch.nn's kernels), median of ``--repeats``.
 
 Prints a table and writes a JSON with every run's numbers and epoch curve.
 """
@@ -22,6 +27,7 @@ from pathlib import Path
 import torch
 
 from rnnzoo import runs
+from rnnzoo.perf import tune_cpu_allocator
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SOLVED = 0.01
@@ -57,6 +63,52 @@ def bench_one(cell: str, seq_len: int, args: argparse.Namespace, root: Path) -> 
     }
 
 
+def epoch_seconds(cell: str, seq_len: int, impl: str, root: Path, repeats: int) -> float:
+    """Median wall time of one training epoch (10,000 sequences) with ``impl``."""
+    times = []
+    for r in range(repeats):
+        overrides = [
+            f"data.seq_len={seq_len}",
+            "train.epochs=1",
+            f"model.impl={impl}",
+            f"output.name={cell}-T{seq_len}-{impl}-{r}",
+            "output.tensorboard=false",
+        ]
+        run_dir = runs.train(
+            CONFIGS / f"adding_{cell}.yaml", overrides, out=root, echo=lambda s: None
+        )
+        record = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+        times.append(record["seconds"])
+    return sorted(times)[len(times) // 2]
+
+
+def time_epochs(args: argparse.Namespace) -> None:
+    impls = ["loop", "fused", "torch"]
+    print(f"seconds per training epoch (10,000 sequences, batch 64), median of {args.repeats}")
+    print(f"{'cell':5} {'T':>4} | " + " ".join(f"{i:>7}" for i in impls) + " | loop/fused")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seq_len in args.seq_lens:
+            for cell in args.cells:
+                secs = {i: epoch_seconds(cell, seq_len, i, Path(tmp), args.repeats) for i in impls}
+                rows.append({"cell": cell, "seq_len": seq_len, "seconds": secs})
+                print(
+                    f"{cell:5} {seq_len:>4} | "
+                    + " ".join(f"{secs[i]:>6.1f}s" for i in impls)
+                    + f" | {secs['loop'] / secs['fused']:.2f}x",
+                    flush=True,
+                )
+    if args.out:
+        result = {
+            "command": "python scripts/bench_adding.py " + " ".join(sys.argv[1:]),
+            "machine": {"platform": platform.platform(), "torch": torch.__version__},
+            "threads": torch.get_num_threads(),
+            "results": rows,
+        }
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", nargs="+", default=["rnn", "lstm", "gru"])
@@ -64,7 +116,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--epoch-times", action="store_true", help="time one epoch per impl")
+    parser.add_argument("--repeats", type=int, default=3, help="with --epoch-times")
     args = parser.parse_args()
+    tune_cpu_allocator()  # as the rnnzoo command does
+    if args.epoch_times:
+        time_epochs(args)
+        return
 
     rows = []
     print(f"adding problem, {args.epochs} epochs of 10,000 sequences, batch 64, Adam 1e-3")

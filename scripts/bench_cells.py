@@ -1,11 +1,15 @@
-"""Speed of our layers against torch.nn's native kernels, as a ratio in one process.
+"""Speed of our layers' implementations against torch.nn's native kernels.
 
-Each configuration times ours and torch.nn alternately (so a noisy neighbour hits both),
-takes the median of ``--repeats`` runs after warm-up, and reports ours / torch.nn.
+Each configuration times every ``impl`` of ours and torch.nn alternately in one process
+(so a noisy neighbour hits all of them), takes the median of ``--repeats`` runs after
+warm-up, and reports ours / torch.nn. It also reports the achieved matrix-product
+throughput (GFLOP/s of the layer's matrix products) beside the machine's own measured
+float32 matrix-product throughput, and the memory autograd keeps for backward.
 
-    python scripts/bench_cells.py --out benchmarks/cells.json            # full grid
-    python scripts/bench_cells.py --quick                                # 4 configs
-    python scripts/bench_cells.py --cells lstm gru --hidden 256 --layers 1
+    python scripts/bench_cells.py --out benchmarks/cells.json          # default grid
+    python scripts/bench_cells.py --preset target                      # the issue's target
+    python scripts/bench_cells.py --preset full                        # the whole grid (hours)
+    python scripts/bench_cells.py --cells lstm --seq-lens 64 256 1024 --plot ratio.png
 
 Prints a table and writes a JSON with every timing and the machine it ran on.
 """
@@ -26,11 +30,46 @@ import torch
 from torch import nn
 
 import rnnzoo
+from rnnzoo.layers import TORCH_TWINS
+from rnnzoo.perf import tune_cpu_allocator
 
-TORCH_TWINS: dict[str, Callable[..., nn.Module]] = {
-    "lstm": nn.LSTM,
-    "gru": nn.GRU,
-    "rnn_tanh": lambda *a, **k: nn.RNN(*a, nonlinearity="tanh", **k),
+PRESETS: dict[str, dict[str, list]] = {
+    # The configuration the speed targets name, one layer, both cells.
+    "target": {
+        "cells": ["lstm", "gru"],
+        "seq_lens": [256],
+        "batches": [64],
+        "hidden": [256],
+        "layers": [1],
+        "directions": ["uni"],
+    },
+    # A cross-section that runs in about half an hour on 2 cores.
+    "default": {
+        "cells": ["lstm", "gru", "rnn_tanh"],
+        "seq_lens": [256],
+        "batches": [64],
+        "hidden": [128, 256],
+        "layers": [1, 2],
+        "directions": ["uni", "bi"],
+    },
+    # Sequence length and batch sweeps for the plot.
+    "sweep": {
+        "cells": ["lstm", "gru"],
+        "seq_lens": [64, 256, 1024],
+        "batches": [1, 16, 64, 256],
+        "hidden": [256],
+        "layers": [1],
+        "directions": ["uni"],
+    },
+    # Everything the issue lists; slow.
+    "full": {
+        "cells": ["lstm", "gru", "rnn_tanh"],
+        "seq_lens": [64, 256, 1024],
+        "batches": [1, 16, 64, 256],
+        "hidden": [128, 256, 512],
+        "layers": [1, 2],
+        "directions": ["uni", "bi"],
+    },
 }
 
 
@@ -56,34 +95,63 @@ def _forward_backward(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return run
 
 
-def time_pair(
-    ours: Callable[[], None],
-    ref: Callable[[], None],
-    device: torch.device,
-    repeats: int,
-    warmup: int,
-) -> dict[str, float]:
-    """Median seconds of each, timed alternately, and the median of per-pair ratios."""
+def time_all(
+    fns: dict[str, Callable[[], None]], device: torch.device, repeats: int, warmup: int
+) -> dict[str, list[float]]:
+    """Seconds of each function over ``repeats`` rounds, the functions interleaved."""
     for _ in range(warmup):
-        ours(), ref()
-    t_ours, t_ref = [], []
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        for fn, sink in ((ours, t_ours), (ref, t_ref)):
+        for name, fn in fns.items():
             _sync(device)
             start = time.perf_counter()
             fn()
             _sync(device)
-            sink.append(time.perf_counter() - start)
-    ratios = [a / b for a, b in zip(t_ours, t_ref, strict=True)]
-    return {
-        "ours_s": statistics.median(t_ours),
-        "torch_s": statistics.median(t_ref),
-        "ratio": statistics.median(ratios),
-    }
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def matmul_flops(
+    cell: str, seq_len: int, batch: int, input_size: int, hidden: int, layers: int, directions: int
+) -> float:
+    """Floating-point operations of the layer's matrix products in one forward pass."""
+    gates = {"lstm": 4, "gru": 3}.get(cell, 1) * hidden
+    total = 0.0
+    for layer in range(layers):
+        layer_in = input_size if layer == 0 else hidden * directions
+        total += directions * 2.0 * seq_len * batch * gates * (layer_in + hidden)
+    return total
+
+
+def peak_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """The machine's float32 matrix-product throughput: a large square matmul, median."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    times = time_all({"mm": lambda: a @ b}, device, repeats, 1)["mm"]
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Bytes autograd keeps for backward during one forward (each storage counted once)."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out, _ = model(x)
+    del out
+    return sum(seen.values())
 
 
 def bench_config(
     cell: str,
+    seq_len: int,
+    batch: int,
     hidden: int,
     layers: int,
     bidirectional: bool,
@@ -92,23 +160,79 @@ def bench_config(
 ) -> dict[str, object]:
     torch.manual_seed(0)
     kw = dict(num_layers=layers, bidirectional=bidirectional, device=device)
-    ours = rnnzoo.Recurrent(cell, args.input_size, hidden, **kw)
+    ours = {
+        impl: rnnzoo.Recurrent(cell, args.input_size, hidden, impl=impl, **kw)
+        for impl in args.impls
+    }
+    first = next(iter(ours.values()))
+    for model in ours.values():
+        model.load_state_dict(first.state_dict())
     ref = TORCH_TWINS[cell](args.input_size, hidden, **kw)
-    ref.load_state_dict(ours.state_dict())
-    x = torch.randn(args.seq_len, args.batch, args.input_size, device=device)
+    ref.load_state_dict(first.state_dict())
+    x = torch.randn(seq_len, batch, args.input_size, device=device)
+    directions = 2 if bidirectional else 1
+    flops = matmul_flops(cell, seq_len, batch, args.input_size, hidden, layers, directions)
     row: dict[str, object] = {
         "device": device.type,
         "cell": cell,
+        "seq_len": seq_len,
+        "batch": batch,
         "hidden": hidden,
         "layers": layers,
         "bidirectional": bidirectional,
     }
-    for mode, make in (("forward", _forward), ("forward_backward", _forward_backward)):
-        row[mode] = time_pair(make(ours, x), make(ref, x), device, args.repeats, args.warmup)
+    for mode, make, mult in (("forward", _forward, 1), ("forward_backward", _forward_backward, 3)):
+        fns = {f"ours_{impl}": make(model, x) for impl, model in ours.items()}
+        fns["torch"] = make(ref, x)
+        times = time_all(fns, device, args.repeats, args.warmup)
+        result: dict[str, object] = {}
+        for name, ts in times.items():
+            med = statistics.median(ts)
+            ratio = statistics.median(a / b for a, b in zip(ts, times["torch"], strict=True))
+            result[name] = {"seconds": med, "ratio": ratio, "gflops": mult * flops / med / 1e9}
+        row[mode] = result
+    if args.memory:
+        row["saved_mb"] = {impl: saved_bytes(m, x) / 2**20 for impl, m in ours.items()}
+        row["saved_mb"]["torch"] = saved_bytes(ref, x) / 2**20  # type: ignore[index]
     return row
 
 
-def machine() -> dict[str, object]:
+def plot(rows: list[dict], path: Path) -> None:
+    """Ratio to torch.nn against sequence length, one line per cell, impl and batch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, mode in zip(axes, ("forward", "forward_backward"), strict=True):
+        groups: dict[tuple, list[tuple[int, float]]] = {}
+        for r in rows:
+            for impl, v in r[mode].items():
+                if impl != "torch":
+                    key = (r["cell"], impl.removeprefix("ours_"), r["batch"], r["hidden"])
+                    groups.setdefault(key, []).append((r["seq_len"], v["ratio"]))
+        for (cell, impl, batch, hidden), pts in sorted(groups.items()):
+            pts.sort()
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                marker="o",
+                linestyle="-" if impl == "fused" else ":",
+                label=f"{cell} {impl} B={batch} H={hidden}",
+            )
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("sequence length T")
+        ax.set_title(mode.replace("_", "+"))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("time / torch.nn time (lower is faster)")
+    axes[1].legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def machine(device_names: list[str]) -> dict[str, object]:
     info: dict[str, object] = {
         "platform": platform.platform(),
         "processor": _cpu_name(),
@@ -116,8 +240,10 @@ def machine() -> dict[str, object]:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
-    if torch.cuda.is_available():
-        info["cuda_device"] = torch.cuda.get_device_name()
+    for name in device_names:
+        info[f"peak_gflops_{name}"] = peak_gflops(torch.device(name))
+        if name == "cuda":
+            info["cuda_device"] = torch.cuda.get_device_name()
     return info
 
 
@@ -133,59 +259,81 @@ def _cpu_name() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", nargs="+", default=list(TORCH_TWINS), choices=list(TORCH_TWINS))
-    parser.add_argument("--hidden", nargs="+", type=int, default=[128, 256])
-    parser.add_argument("--layers", nargs="+", type=int, default=[1, 2])
-    parser.add_argument("--directions", nargs="+", choices=["uni", "bi"], default=["uni", "bi"])
-    parser.add_argument("--seq-len", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--preset", choices=list(PRESETS), default="default")
+    parser.add_argument("--cells", nargs="+", choices=list(TORCH_TWINS))
+    parser.add_argument("--seq-lens", nargs="+", type=int)
+    parser.add_argument("--batches", nargs="+", type=int)
+    parser.add_argument("--hidden", nargs="+", type=int)
+    parser.add_argument("--layers", nargs="+", type=int)
+    parser.add_argument("--directions", nargs="+", choices=["uni", "bi"])
+    parser.add_argument("--impls", nargs="+", default=["fused", "loop"], choices=["fused", "loop"])
     parser.add_argument("--input-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=10, help="timed runs (median taken)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda if any")
-    parser.add_argument("--quick", action="store_true", help="LSTM/GRU, H=256, 1 layer, uni")
+    parser.add_argument("--memory", action="store_true", help="also count autograd's saved bytes")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--plot", type=Path, default=None, help="plot ratio over T as PNG here")
+    parser.add_argument("--system-malloc", action="store_true", help="skip tune_cpu_allocator")
     args = parser.parse_args()
-    if args.quick:
-        args.cells, args.hidden, args.layers, args.directions = ["lstm", "gru"], [256], [1], ["uni"]
+    tuned = False if args.system_malloc else tune_cpu_allocator()
+    for key, value in PRESETS[args.preset].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
 
-    rows = []
-    header = (
-        f"{'dev':4} {'cell':8} {'H':>4} {'L':>2} {'dir':3} | {'fwd ours':>9} {'torch':>9} "
-        f"{'ratio':>6} | {'f+b ours':>9} {'torch':>9} {'ratio':>6}"
+    info = machine(devices)
+    info["allocator_tuned"] = tuned
+    print(
+        f"input {args.input_size}, median of {args.repeats}; peak matmul "
+        + ", ".join(f"{d} {info[f'peak_gflops_{d}']:.0f} GFLOP/s" for d in devices)
     )
-    print(f"T={args.seq_len} B={args.batch} input={args.input_size}, median of {args.repeats}")
-    print(header)
-    print("-" * len(header))
-    grid = itertools.product(devices, args.cells, args.hidden, args.layers, args.directions)
-    for dev, cell, hidden, layers, direction in grid:
-        row = bench_config(cell, hidden, layers, direction == "bi", args, torch.device(dev))
+    impls = [f"ours_{i}" for i in args.impls]
+    head = " ".join(f"{i.removeprefix('ours_'):>7}" for i in impls)
+    print(
+        f"{'dev':4} {'cell':8} {'T':>5} {'B':>4} {'H':>4} L dir | fwd ratio {head} | "
+        f"f+b ratio {head} | f+b GFLOP/s ours torch"
+    )
+    rows = []
+    grid = itertools.product(
+        devices, args.cells, args.seq_lens, args.batches, args.hidden, args.layers, args.directions
+    )
+    for dev, cell, seq_len, batch, hidden, layers, direction in grid:
+        row = bench_config(
+            cell, seq_len, batch, hidden, layers, direction == "bi", args, torch.device(dev)
+        )
         rows.append(row)
         f, fb = row["forward"], row["forward_backward"]
         assert isinstance(f, dict) and isinstance(fb, dict)
         print(
-            f"{dev:4} {cell:8} {hidden:>4} {layers:>2} {direction:3} | "
-            f"{f['ours_s'] * 1e3:>7.1f}ms {f['torch_s'] * 1e3:>7.1f}ms {f['ratio']:>5.2f}x | "
-            f"{fb['ours_s'] * 1e3:>7.1f}ms {fb['torch_s'] * 1e3:>7.1f}ms {fb['ratio']:>5.2f}x",
+            f"{dev:4} {cell:8} {seq_len:>5} {batch:>4} {hidden:>4} {layers} {direction:3} | "
+            + "          "
+            + " ".join(f"{f[i]['ratio']:>6.2f}x" for i in impls)
+            + " | "
+            + "          "
+            + " ".join(f"{fb[i]['ratio']:>6.2f}x" for i in impls)
+            + f" | {fb[impls[0]]['gflops']:>6.1f} {fb['torch']['gflops']:>6.1f}"
+            + (f" | saved MB {row['saved_mb']}" if "saved_mb" in row else ""),
             flush=True,
         )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         result = {
             "command": "python scripts/bench_cells.py " + " ".join(sys.argv[1:]),
-            "machine": machine(),
+            "machine": info,
             "settings": {
-                "seq_len": args.seq_len,
-                "batch": args.batch,
                 "input_size": args.input_size,
                 "repeats": args.repeats,
                 "warmup": args.warmup,
+                "preset": args.preset,
             },
             "results": rows,
         }
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.out}")
+    if args.plot:
+        plot(rows, args.plot)
+        print(f"wrote {args.plot}")
 
 
 if __name__ == "__main__":

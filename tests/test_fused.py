@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import rnnzoo
-from rnnzoo.fused import fused_scan
+from rnnzoo.fused import fast_linear, fused_scan, step_matmul
 from tests.helpers import LAYERS
 
 CELLS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
@@ -92,3 +92,27 @@ def test_a_cell_without_the_fast_path_runs_the_loop(monkeypatch):
     assert rnnzoo.LSTM(3, 4).impl == "loop"
     with pytest.raises(ValueError, match="cell 'lstm' has no fused fast path"):
         rnnzoo.LSTM(3, 4, impl="fused")
+
+
+def test_fast_linear_matches_f_linear_with_gradients():
+    """The input projection of the fused path (oneDNN on CPU float32, when present)."""
+    torch.manual_seed(0)
+    x = torch.randn(7, 5, 6, requires_grad=True)
+    w = torch.randn(12, 6, requires_grad=True)
+    b = torch.randn(12, requires_grad=True)
+    y = fast_linear(x, w, b)
+    ref = torch.nn.functional.linear(x, w, b)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y)
+    grads = torch.autograd.grad(y, (x, w, b), g)
+    ref_grads = torch.autograd.grad(ref, (x, w, b), g)
+    for a, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-4)
+
+
+def test_step_matmul_matches_mm():
+    torch.manual_seed(0)
+    w, h = torch.randn(12, 6), torch.randn(5, 6)
+    torch.testing.assert_close(step_matmul(w, 5)(h), h @ w.t(), rtol=1e-5, atol=1e-5)
+    w64, h64 = w.double(), h.double()  # float64 takes torch.mm
+    torch.testing.assert_close(step_matmul(w64, 5)(h64), h64 @ w64.t(), rtol=0, atol=0)

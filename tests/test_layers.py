@@ -146,10 +146,11 @@ def test_lengths_may_be_a_list_or_a_tensor():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("cell", list(LAYERS))
-def test_cuda_matches_cpu(cell):
+@pytest.mark.parametrize("impl", ["loop", "fused", "torch"])
+def test_cuda_matches_cpu(cell, impl):
     ours_cls, _, kw = LAYERS[cell]
     cpu = ours_cls(5, 6, num_layers=2, bidirectional=True, **kw).double()
-    gpu = ours_cls(5, 6, num_layers=2, bidirectional=True, **kw).double().cuda()
+    gpu = ours_cls(5, 6, num_layers=2, bidirectional=True, impl=impl, **kw).double().cuda()
     gpu.load_state_dict(cpu.state_dict())
     x = torch.randn(7, 3, 5, dtype=torch.double)
     lengths = torch.tensor([7, 2, 5])

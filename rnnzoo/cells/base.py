@@ -17,6 +17,7 @@ every cell's math lives in exactly one place.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -113,13 +114,14 @@ class RecurrentCell(nn.Module):
         self,
         gi: Tensor,
         prev: list[Tensor],
-        w_t: Tensor,
+        matmul: Callable[[Tensor], Tensor],
         b_hh: Tensor | None,
         new: list[Tensor],
         saved: list[Tensor],
     ) -> None:
         """One forward step without autograd: write the new state into ``new`` and what
-        backward needs into ``saved``. gi: (B, G); w_t: W_hh^T (H, G); each state (B, H)."""
+        backward needs into ``saved``. gi: (B, G); each state (B, H); ``matmul(h)`` is
+        h @ W_hh^T, (B, G), computed the fastest way the device has."""
         raise NotImplementedError(f"{type(self).__name__} has no fused fast path")
 
     def fused_backward_prepare(

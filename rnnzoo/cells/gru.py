@@ -41,13 +41,13 @@ class GRUCell(RecurrentCell):
     def fused_fold_bias(self, gi, b_hh):
         return gi  # b_hn sits inside the reset product: added per step
 
-    def fused_step(self, gi, prev, w_t, b_hh, new, saved):
+    def fused_step(self, gi, prev, matmul, b_hh, new, saved):
         (h,), (h_t,), (act, gh) = prev, new, saved
         H = h.shape[1]
         if b_hh is None:
-            torch.mm(h, w_t, out=gh)
+            gh.copy_(matmul(h))
         else:
-            torch.addmm(b_hh, h, w_t, out=gh)
+            torch.add(matmul(h), b_hh, out=gh)  # W_hh h_{t-1} + b_hh
         rz = act[:, : 2 * H]
         torch.add(gi[:, : 2 * H], gh[:, : 2 * H], out=rz).sigmoid_()  # r_t, z_t
         r_t, z_t, h_tilde = act.chunk(3, dim=1)

@@ -41,10 +41,10 @@ class LSTMCell(RecurrentCell):
 
     fused_saved = (4, 1)  # the gate activations (i, f, C~, o), and tanh(C_t)
 
-    def fused_step(self, gi, prev, w_t, b_hh, new, saved):
+    def fused_step(self, gi, prev, matmul, b_hh, new, saved):
         (h, c), (h_t, c_t), (act, tanh_c) = prev, new, saved
         H = h.shape[1]
-        torch.addmm(gi, h, w_t, out=act)  # b_hh is folded into gi
+        torch.add(matmul(h), gi, out=act)  # gate pre-activations (b_hh is folded into gi)
         act[:, : 2 * H].sigmoid_()  # i_t, f_t
         act[:, 2 * H : 3 * H].tanh_()  # C~_t
         act[:, 3 * H :].sigmoid_()  # o_t

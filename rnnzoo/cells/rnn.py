@@ -45,8 +45,8 @@ class RNNCell(RecurrentCell):
 
     fused_saved = ()  # backward needs only h_t itself
 
-    def fused_step(self, gi, prev, w_t, b_hh, new, saved):
-        h_t = torch.addmm(gi, prev[0], w_t, out=new[0])  # b_hh is folded into gi
+    def fused_step(self, gi, prev, matmul, b_hh, new, saved):
+        h_t = torch.add(matmul(prev[0]), gi, out=new[0])  # b_hh is folded into gi
         if self.nonlinearity == "tanh":
             h_t.tanh_()
         else:
