@@ -63,6 +63,20 @@ def bench_one(cell: str, seq_len: int, args: argparse.Namespace, root: Path) -> 
     }
 
 
+def write_results(path: Path | None, rows: list[dict[str, object]]) -> None:
+    """The rows as JSON, with the command and machine that produced them."""
+    if path is None:
+        return
+    result = {
+        "command": "python scripts/bench_adding.py " + " ".join(sys.argv[1:]),
+        "machine": {"platform": platform.platform(), "torch": torch.__version__},
+        "threads": torch.get_num_threads(),
+        "results": rows,
+    }
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
 def epoch_seconds(cell: str, seq_len: int, impl: str, root: Path, repeats: int) -> float:
     """Median wall time of one training epoch (10,000 sequences) with ``impl``."""
     times = []
@@ -98,15 +112,7 @@ def time_epochs(args: argparse.Namespace) -> None:
                     + f" | {secs['loop'] / secs['fused']:.2f}x",
                     flush=True,
                 )
-    if args.out:
-        result = {
-            "command": "python scripts/bench_adding.py " + " ".join(sys.argv[1:]),
-            "machine": {"platform": platform.platform(), "torch": torch.__version__},
-            "threads": torch.get_num_threads(),
-            "results": rows,
-        }
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}")
+    write_results(args.out, rows)
 
 
 def main() -> None:
@@ -143,15 +149,7 @@ def main() -> None:
                     f"{solved:>22} | {row['train_seconds']:.0f}",
                     flush=True,
                 )
-    if args.out:
-        result = {
-            "command": "python scripts/bench_adding.py " + " ".join(sys.argv[1:]),
-            "machine": {"platform": platform.platform(), "torch": torch.__version__},
-            "threads": torch.get_num_threads(),
-            "results": rows,
-        }
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}")
+    write_results(args.out, rows)
 
 
 if __name__ == "__main__":

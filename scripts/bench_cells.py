@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 import rnnzoo
+from rnnzoo.fused import step_matmul
 from rnnzoo.layers import TORCH_TWINS
 from rnnzoo.perf import tune_cpu_allocator
 
@@ -125,19 +126,31 @@ def matmul_flops(
     return total
 
 
-def peak_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
-    """The machine's float32 matrix-product throughput: a large square matmul, median."""
+def peak_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """The machine's float32 matrix-product throughput: a large square product, median.
+
+    On CPU both of torch's kernels are measured: ``torch.mm`` (MKL here) and oneDNN's
+    packed inner product (what torch.nn.LSTM and our fast path use); the larger one is
+    the practical limit.
+    """
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
-    times = time_all({"mm": lambda: a @ b}, device, repeats, 1)["mm"]
-    return 2 * size**3 / statistics.median(times) / 1e9
+    fns = {"mm": lambda: a @ b}
+    if device.type == "cpu":
+        fns["onednn"] = lambda: step_matmul(b, size)(a)
+    times = time_all(fns, device, repeats, 1)
+    return {name: 2 * size**3 / statistics.median(ts) / 1e9 for name, ts in times.items()}
 
 
-def saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
-    """Bytes autograd keeps for backward during one forward (each storage counted once)."""
+def saved_for_backward(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
+    """What autograd keeps for backward during one forward: MiB (each storage counted
+    once) and the number of saved tensors (grows with T when every step is a graph)."""
     seen: dict[int, int] = {}
+    count = 0
 
     def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal count
+        count += 1
         storage = t.untyped_storage()
         seen[storage.data_ptr()] = storage.nbytes()
         return t
@@ -145,7 +158,7 @@ def saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out, _ = model(x)
     del out
-    return sum(seen.values())
+    return {"mib": sum(seen.values()) / 2**20, "tensors": count}
 
 
 def bench_config(
@@ -192,44 +205,61 @@ def bench_config(
             result[name] = {"seconds": med, "ratio": ratio, "gflops": mult * flops / med / 1e9}
         row[mode] = result
     if args.memory:
-        row["saved_mb"] = {impl: saved_bytes(m, x) / 2**20 for impl, m in ours.items()}
-        row["saved_mb"]["torch"] = saved_bytes(ref, x) / 2**20  # type: ignore[index]
+        saved = {impl: saved_for_backward(m, x) for impl, m in ours.items()}
+        saved["torch"] = saved_for_backward(ref, x)
+        row["saved"] = saved
     return row
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    """Ratio to torch.nn against sequence length, one line per cell, impl and batch."""
+    """Ratio to torch.nn against sequence length: a row per cell, forward and
+    forward+backward side by side, a colour per batch size, a line style per impl."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, mode in zip(axes, ("forward", "forward_backward"), strict=True):
-        groups: dict[tuple, list[tuple[int, float]]] = {}
-        for r in rows:
-            for impl, v in r[mode].items():
-                if impl != "torch":
-                    key = (r["cell"], impl.removeprefix("ours_"), r["batch"], r["hidden"])
-                    groups.setdefault(key, []).append((r["seq_len"], v["ratio"]))
-        for (cell, impl, batch, hidden), pts in sorted(groups.items()):
-            pts.sort()
-            ax.plot(
-                [p[0] for p in pts],
-                [p[1] for p in pts],
-                marker="o",
-                linestyle="-" if impl == "fused" else ":",
-                label=f"{cell} {impl} B={batch} H={hidden}",
-            )
-        ax.axhline(1.0, color="black", linewidth=0.8)
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("sequence length T")
-        ax.set_title(mode.replace("_", "+"))
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("time / torch.nn time (lower is faster)")
-    axes[1].legend(fontsize=6, ncol=2)
+    cells = sorted({r["cell"] for r in rows})
+    batches = sorted({r["batch"] for r in rows})
+    colours = dict(
+        zip(
+            batches,
+            plt.get_cmap("viridis")(
+                [i / max(len(batches) - 1, 1) * 0.85 for i in range(len(batches))]
+            ),
+            strict=True,
+        )
+    )
+    fig, axes = plt.subplots(len(cells), 2, figsize=(11, 3.6 * len(cells)), squeeze=False)
+    for row_axes, cell in zip(axes, cells, strict=True):
+        for ax, mode in zip(row_axes, ("forward", "forward_backward"), strict=True):
+            groups: dict[tuple, list[tuple[int, float]]] = {}
+            for r in rows:
+                if r["cell"] != cell:
+                    continue
+                for impl, v in r[mode].items():
+                    if impl != "torch":
+                        key = (impl.removeprefix("ours_"), r["batch"], r["hidden"])
+                        groups.setdefault(key, []).append((r["seq_len"], v["ratio"]))
+            for (impl, batch, hidden), pts in sorted(groups.items()):
+                pts.sort()
+                ax.plot(
+                    [p[0] for p in pts], [p[1] for p in pts], marker="o",
+                    color=colours[batch], linestyle="-" if impl == "fused" else ":",
+                    label=f"{impl} B={batch} H={hidden}",
+                )  # fmt: skip
+            ax.axhline(1.0, color="black", linewidth=0.8)
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("sequence length T")
+            ax.set_ylabel("time / torch.nn time")
+            ax.set_title(f"{cell}, {mode.replace('_', ' + ')}")
+            ax.grid(alpha=0.3)
+        row_axes[1].legend(fontsize=7, ncol=2)
+    fig.suptitle(
+        "Our layer's time relative to torch.nn (lower is faster; solid: fused, dotted: loop)"
+    )
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
 
 
 def machine(device_names: list[str]) -> dict[str, object]:
@@ -241,7 +271,9 @@ def machine(device_names: list[str]) -> dict[str, object]:
         "threads": torch.get_num_threads(),
     }
     for name in device_names:
-        info[f"peak_gflops_{name}"] = peak_gflops(torch.device(name))
+        peaks = peak_gflops(torch.device(name))
+        info[f"peak_gflops_{name}"] = max(peaks.values())
+        info[f"matmul_gflops_{name}"] = peaks
         if name == "cuda":
             info["cuda_device"] = torch.cuda.get_device_name()
     return info
@@ -275,7 +307,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--plot", type=Path, default=None, help="plot ratio over T as PNG here")
     parser.add_argument("--system-malloc", action="store_true", help="skip tune_cpu_allocator")
+    parser.add_argument("--replot", type=Path, default=None, help="only plot this JSON to --plot")
     args = parser.parse_args()
+    if args.replot is not None:
+        plot(json.loads(args.replot.read_text())["results"], args.plot or Path("ratio.png"))
+        return
     tuned = False if args.system_malloc else tune_cpu_allocator()
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
@@ -313,7 +349,7 @@ def main() -> None:
             + "          "
             + " ".join(f"{fb[i]['ratio']:>6.2f}x" for i in impls)
             + f" | {fb[impls[0]]['gflops']:>6.1f} {fb['torch']['gflops']:>6.1f}"
-            + (f" | saved MB {row['saved_mb']}" if "saved_mb" in row else ""),
+            + (f" | saved {row['saved']}" if "saved" in row else ""),
             flush=True,
         )
     if args.out:
