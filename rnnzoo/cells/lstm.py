@@ -54,25 +54,26 @@ class LSTMCell(RecurrentCell):
         torch.mul(o_t, tanh_c, out=h_t)  # h_t = o_t tanh(C_t)
 
     def fused_backward_prepare(self, saved, states, prev):
+        # Everything that does not depend on the incoming gradients, for all T at once:
+        #   dL/d(pre-activation of i) = dL/dC_t * C~_t * sigma'(i)       (same for f, C~)
+        #   dL/d(pre-activation of o) = dL/dh_t * tanh(C_t) * sigma'(o)
+        # so that each step needs only two products to fill all four gate gradients.
         act, tanh_c = saved
         H = tanh_c.shape[-1]
-        # sigma' = s (1 - s) for i, f, o; tanh' = 1 - C~^2 for the candidate
-        dact = torch.addcmul(act, act, act, value=-1.0)
-        dact[..., 2 * H : 3 * H].add_(1.0).sub_(act[..., 2 * H : 3 * H])
-        o_t = act[..., 3 * H :]
+        i_t, f_t, c_tilde, o_t = act.chunk(4, dim=-1)
+        deriv = torch.addcmul(act, act, act, value=-1.0)  # sigma' = s (1 - s)
+        deriv[..., 2 * H : 3 * H].add_(1.0).sub_(c_tilde)  # tanh' = 1 - C~^2
+        coef = torch.cat([c_tilde, prev[1], i_t, tanh_c], dim=-1).mul_(deriv)
         # dC_t/dh_t along h_t = o_t tanh(C_t): o_t (1 - tanh(C_t)^2)
         dc_dh = o_t - o_t * tanh_c * tanh_c
-        return dact.unbind(0), dc_dh.unbind(0)
+        return coef.unbind(0), dc_dh.unbind(0), f_t.unbind(0)
 
     def fused_backward_step(self, t, d, pre, saved, prev, dgi, dgh):
-        (dh, dc), (dact, dc_dh) = d, pre
-        act, tanh_c = saved[0][t], saved[1][t]
-        i_t, f_t, c_tilde, _ = act.chunk(4, dim=1)
-        d_i, d_f, d_g, d_o = dgi.chunk(4, dim=1)
+        (dh, dc), (coef, dc_dh, f_t) = d, pre
+        B, H = dh.shape
         dc_total = torch.addcmul(dc, dh, dc_dh[t])  # dL/dC_t
-        torch.mul(dc_total, c_tilde, out=d_i)
-        torch.mul(dc_total, prev[1][t], out=d_f)
-        torch.mul(dc_total, i_t, out=d_g)
-        torch.mul(dh, tanh_c, out=d_o)
-        dgi.mul_(dact[t])  # through the gate nonlinearities
-        return [None, dc_total * f_t]  # dL/dC_{t-1}
+        # i, f, C~ gates: dL/dC_t times their coefficients; o gate: dL/dh_t times its own
+        ifg = coef[t][:, : 3 * H].view(B, 3, H)
+        torch.mul(ifg, dc_total.unsqueeze(1), out=dgi[:, : 3 * H].view(B, 3, H))
+        torch.mul(coef[t][:, 3 * H :], dh, out=dgi[:, 3 * H :])
+        return [None, dc_total * f_t[t]]  # dL/dC_{t-1}
