@@ -30,10 +30,10 @@ from torch import nn
 from rnnzoo import checkpoint
 from rnnzoo.config import Config, ConfigError, apply_overrides, load_config, parse_config
 from rnnzoo.distributed import World, close_world, init_world, resolve_device
+from rnnzoo.evaluation import evaluate as evaluate_model
 from rnnzoo.models import build_model
 from rnnzoo.tasks import TASKS, Task
 from rnnzoo.trainer import Trainer
-from rnnzoo.trainer import evaluate as evaluate_model
 
 Echo = Callable[[str], None]
 

@@ -19,14 +19,15 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from rnnzoo import checkpoint
 from rnnzoo.config import Config, ConfigError
 from rnnzoo.data.batches import Batch
-from rnnzoo.data.sampling import EpochBatches, shard_batches
+from rnnzoo.data.sampling import EpochBatches
 from rnnzoo.distributed import World, all_sum
+from rnnzoo.evaluation import Totals, autocast, evaluate, loader
 from rnnzoo.optim import make_optimizer, make_scheduler
 from rnnzoo.tasks import Task
 
@@ -50,32 +51,6 @@ class Progress:
     best_epoch: int | None = None
     bad_epochs: int = 0  # epochs since the best, for early stopping
     partial: dict[str, float] = dataclasses.field(default_factory=dict)  # unfinished epoch
-
-
-class Totals:
-    """Sums and counts of metrics over batches, reduced over processes at the end."""
-
-    def __init__(self, device: torch.device, start: dict[str, float] | None = None) -> None:
-        self.device = device
-        self.sums: dict[str, Tensor] = {}
-        for key, value in (start or {}).items():
-            self.sums[key] = torch.tensor(value, dtype=torch.float64, device=device)
-
-    def add(self, name: str, total: Tensor, count: Tensor | int) -> None:
-        for key, value in ((name, total), (name + "/n", count)):
-            v = torch.as_tensor(value, device=self.device).detach().double()
-            self.sums[key] = self.sums[key] + v if key in self.sums else v
-
-    def state(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.sums.items()}
-
-    def means(self, world: World) -> dict[str, float]:
-        keys = sorted(self.sums)
-        if not keys:
-            return {}
-        values = all_sum(torch.stack([self.sums[k] for k in keys]), world).tolist()
-        reduced = dict(zip(keys, values, strict=True))
-        return {k: reduced[k] / max(reduced[k + "/n"], 1) for k in keys if not k.endswith("/n")}
 
 
 class Trainer:
@@ -151,11 +126,11 @@ class Trainer:
         """Train on the rest of the current epoch; returns (finished?, train metrics)."""
         p, cfg = self.progress, self.cfg
         self.batches.set_epoch(p.epoch, skip=p.batch_in_epoch)
-        loader = self._loader(self.train_data, self.batches)
+        data = loader(self.train_data, self.batches, cfg.num_workers, self.device)
         totals = Totals(self.device, p.partial)
         self.net.train()
         bar = tqdm(
-            loader, desc=f"epoch {p.epoch + 1}/{cfg.epochs}", initial=p.batch_in_epoch,
+            data, desc=f"epoch {p.epoch + 1}/{cfg.epochs}", initial=p.batch_in_epoch,
             total=len(self.batches), leave=False, disable=None if self.world.is_main else True,
         )  # fmt: skip
         for batch in bar:
@@ -177,7 +152,7 @@ class Trainer:
         cfg, p = self.cfg, self.progress
         local_n = len(batch)
         global_n = self.batches.global_size(p.batch_in_epoch)
-        with self._autocast():
+        with autocast(self.device, cfg.precision):
             output = self.net(batch.inputs, batch.lengths)
             loss = self.task.loss(output.float(), batch)
         # Sum over processes: the mean loss of the global batch, and a shared stop flag.
@@ -237,23 +212,11 @@ class Trainer:
 
     def evaluate(self, dataset: Dataset[Batch]) -> dict[str, float]:
         """Loss and metrics of the model over a whole split."""
-        self.net.eval()
         size = self.cfg.eval_batch_size or self.cfg.batch_size
-        metrics = evaluate(
-            self.model, self.task, dataset, self.device, size, self.world, self.cfg.precision
+        cfg = self.cfg
+        return evaluate(
+            self.model, self.task, dataset, self.device, size, self.world, cfg.precision
         )
-        self.net.train()
-        return metrics
-
-    def _autocast(self) -> torch.autocast:
-        enabled = self.cfg.precision == "bf16"
-        return torch.autocast(self.device.type, torch.bfloat16, enabled=enabled)
-
-    def _loader(self, dataset: Dataset[Batch], batches: Any) -> DataLoader[Batch]:
-        return DataLoader(
-            dataset, batch_sampler=batches, collate_fn=_as_is,
-            num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda",
-        )  # fmt: skip
 
     # -- checkpoints ----------------------------------------------------------------
 
@@ -278,51 +241,6 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         checkpoint.set_rng_state(state["rng"])
         self.progress = Progress(**state["progress"])
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    task: Task,
-    dataset: Dataset[Batch],
-    device: torch.device,
-    batch_size: int,
-    world: World | None = None,
-    precision: str = "fp32",
-) -> dict[str, float]:
-    """Loss and metrics of ``model`` over ``dataset``; each process takes a shard."""
-    world = world or World()
-    was_training = model.training
-    model.eval()
-    totals = Totals(device)
-    n = len(dataset)  # type: ignore[arg-type]
-    shards = shard_batches(n, batch_size, world)
-    for batch in _loader(dataset, shards, 0, device):
-        batch = batch.to(device)
-        with _autocast(device, precision):
-            output = model(batch.inputs, batch.lengths).float()
-        totals.add("loss", task.loss(output, batch) * len(batch), len(batch))
-        for name, (total, count) in task.metrics(output, batch).items():
-            totals.add(name, total, count)
-    model.train(was_training)
-    return totals.means(world)
-
-
-def _autocast(device: torch.device, precision: str) -> torch.autocast:
-    return torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16")
-
-
-def _loader(
-    dataset: Dataset[Batch], batches: Any, workers: int, device: torch.device
-) -> DataLoader[Batch]:
-    return DataLoader(
-        dataset, batch_sampler=batches, collate_fn=_as_is,
-        num_workers=workers, pin_memory=device.type == "cuda",
-    )  # fmt: skip
-
-
-def _as_is(batch: Any) -> Any:
-    return batch
 
 
 def _flag(trainer: Trainer) -> Tensor:

@@ -1,0 +1,87 @@
+"""Scoring a model on a split: batches, precision, and metric sums across processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from rnnzoo.data.batches import Batch
+from rnnzoo.data.sampling import shard_batches
+from rnnzoo.distributed import World, all_sum
+from rnnzoo.tasks import Task
+
+
+class Totals:
+    """Sums and counts of metrics over batches, reduced over processes at the end."""
+
+    def __init__(self, device: torch.device, start: dict[str, float] | None = None) -> None:
+        self.device = device
+        self.sums: dict[str, Tensor] = {}
+        for key, value in (start or {}).items():
+            self.sums[key] = torch.tensor(value, dtype=torch.float64, device=device)
+
+    def add(self, name: str, total: Tensor, count: Tensor | int) -> None:
+        for key, value in ((name, total), (name + "/n", count)):
+            v = torch.as_tensor(value, device=self.device).detach().double()
+            self.sums[key] = self.sums[key] + v if key in self.sums else v
+
+    def state(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.sums.items()}
+
+    def means(self, world: World) -> dict[str, float]:
+        keys = sorted(self.sums)
+        if not keys:
+            return {}
+        values = all_sum(torch.stack([self.sums[k] for k in keys]), world).tolist()
+        reduced = dict(zip(keys, values, strict=True))
+        return {k: reduced[k] / max(reduced[k + "/n"], 1) for k in keys if not k.endswith("/n")}
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    task: Task,
+    dataset: Dataset[Batch],
+    device: torch.device,
+    batch_size: int,
+    world: World | None = None,
+    precision: str = "fp32",
+) -> dict[str, float]:
+    """Loss and metrics of ``model`` over ``dataset``; each process takes a shard."""
+    world = world or World()
+    was_training = model.training
+    model.eval()
+    totals = Totals(device)
+    n = len(dataset)  # type: ignore[arg-type]
+    shards = shard_batches(n, batch_size, world)
+    for batch in loader(dataset, shards, 0, device):
+        batch = batch.to(device)
+        with autocast(device, precision):
+            output = model(batch.inputs, batch.lengths).float()
+        totals.add("loss", task.loss(output, batch) * len(batch), len(batch))
+        for name, (total, count) in task.metrics(output, batch).items():
+            totals.add(name, total, count)
+    model.train(was_training)
+    return totals.means(world)
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """bf16 autocast when ``train.precision`` asks for it, else a no-op context."""
+    return torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16")
+
+
+def loader(
+    dataset: Dataset[Batch], batches: Any, workers: int, device: torch.device
+) -> DataLoader[Batch]:
+    """Batches as the datasets build them (``__getitems__``), optionally in workers."""
+    return DataLoader(
+        dataset, batch_sampler=batches, collate_fn=_as_is,
+        num_workers=workers, pin_memory=device.type == "cuda",
+    )  # fmt: skip
+
+
+def _as_is(batch: Any) -> Any:
+    return batch
