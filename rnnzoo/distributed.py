@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from rnnzoo.config import ConfigError
+
 
 @dataclasses.dataclass(frozen=True)
 class World:
@@ -55,6 +57,6 @@ def resolve_device(name: str, world: World) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
+            raise ConfigError("device 'cuda' was asked for, but no CUDA device is available")
         return torch.device("cuda", world.local_rank)
     return torch.device(name)

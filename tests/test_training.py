@@ -229,3 +229,11 @@ def test_tensorboard_scalars_when_installed(tiny_config: Path):
     tags = events.Tags()["scalars"]
     assert {"train/loss", "val/mse", "lr"} <= set(tags)
     assert [e.step for e in events.Scalars("val/mse")] == [5, 10, 15]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a CPU-only machine")
+def test_asking_for_cuda_without_a_gpu_is_a_clear_error(tiny_config: Path):
+    result = runner.invoke(app, ["train", "-c", str(tiny_config), "--device", "cuda"])
+    assert result.exit_code == 2, result.output
+    assert "no CUDA device is available" in result.output
+    assert "Traceback" not in result.output
