@@ -122,6 +122,33 @@ def eval_(
     typer.echo(json.dumps({"split": split, "checkpoint": checkpoint, **metrics}, indent=2))
 
 
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `rnnzoo train`.")],
+    text: Annotated[str | None, typer.Argument(help="The input, e.g. a review.")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Predict each line of this file instead.")
+    ] = None,
+    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+) -> None:
+    """Run a trained model on text; prints one answer per input (label and probability)."""
+    from rnnzoo import runs
+
+    if (text is None) == (file is None):
+        typer.echo("error: give a TEXT argument or --file FILE (one text per line)", err=True)
+        raise typer.Exit(2)
+    with _user_errors():
+        if file is not None:
+            if not file.is_file():
+                raise FileNotFoundError(f"no such file: {file}")
+            texts = [line for line in file.read_text(errors="replace").splitlines() if line.strip()]
+        else:
+            texts = [text or ""]
+        answers = runs.predict(run_dir, texts, checkpoint)
+    for answer in answers:
+        typer.echo(answer)
+
+
 @app.command("list")
 def list_command() -> None:
     """List the registered cells, models and tasks, and the shipped configs."""

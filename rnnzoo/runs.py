@@ -68,10 +68,15 @@ def train(
         dev = resolve_device(config.train.device, world)
         checkpoint.seed_everything(config.train.seed)
         task = TASKS.get(config.task)(config.data)
-        model = build_model(config.model, task.io)  # after seeding: same init every time
         run_dir = resume or _new_run_dir(config, config_path)
+        if resume is not None:
+            task.load_state(run_dir)
+        else:
+            task.prepare()  # fitted on the training split only (a tokenizer, say)
+        model = build_model(config.model, task.io)  # after seeding: same init every time
         if world.is_main:
             _write_run_files(run_dir, config, dev, world, resumed=resume is not None)
+            task.save_state(run_dir)
         log = _epoch_logger(run_dir, config, echo) if world.is_main else None
         trainer = Trainer(config, task, model, dev, world, run_dir if world.is_main else None, log)
         if resume is not None:
@@ -121,6 +126,7 @@ def load_run(
         raw = apply_overrides(raw, [f"data.path={data_path}"])
     config = parse_config(raw, source=str(run_dir))
     task = TASKS.get(config.task)(config.data)
+    task.load_state(run_dir)
     model = build_model(config.model, task.io)
     model.load_state_dict(state["model"])
     return config, task, model
@@ -143,6 +149,16 @@ def evaluate(
     )
     _write_json(run_dir / f"eval_{split}.json", {"split": split, "checkpoint": which, **metrics})
     return metrics
+
+
+@torch.no_grad()
+def predict(run_dir: Path, texts: list[str], which: str = "best") -> list[str]:
+    """The trained model's answer for each text, as the task shows it."""
+    _, task, model = load_run(run_dir, which)
+    batch = task.inputs_from_text(texts)
+    model.eval()
+    outputs = model(batch.inputs, batch.lengths)
+    return [task.show(row) for row in outputs]
 
 
 # -- run folder files ---------------------------------------------------------------

@@ -80,7 +80,11 @@ class Trainer:
         self.mode = task.modes[self.metric]
         self.train_data, self.val_data = task.dataset("train"), task.dataset("val")
         n_train = len(self.train_data)  # type: ignore[arg-type]
-        self.batches = EpochBatches(n_train, self.cfg.batch_size, self.cfg.seed, self.world)
+        self.batches = EpochBatches(
+            n_train, self.cfg.batch_size, self.cfg.seed, self.world,
+            lengths=getattr(self.train_data, "lengths", None),  # bucketing, where the
+            bucket=getattr(self.train_data, "bucket", 1),  # dataset has lengths
+        )  # fmt: skip
         total = len(self.batches) * self.cfg.epochs
         if self.cfg.max_steps is not None:
             total = min(total, self.cfg.max_steps)

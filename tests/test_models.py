@@ -12,8 +12,9 @@ from rnnzoo.tasks import ModelIO
 @pytest.mark.parametrize("name", MODELS.names())
 def test_every_model_builds_runs_and_gets_gradients(name):
     args = MODELS.get(name).Args(name=name, hidden_size=6, num_layers=2, bidirectional=True)
-    model = build_model(args, ModelIO(input_size=3, output_size=4))
-    x = torch.randn(5, 7, 3)
+    model = build_model(args, ModelIO(input_size=3, output_size=4, vocab_size=50))
+    tokens = hasattr(model, "embedding")  # token ids in, else features
+    x = torch.randint(1, 50, (5, 7)) if tokens else torch.randn(5, 7, 3)
     out = model(x, torch.tensor([7, 3, 1, 7, 5]))
     assert out.shape == (5, 4)
     assert torch.isfinite(out).all()
@@ -44,3 +45,19 @@ def test_last_pooling_reads_both_directions():
     # the reverse direction's final state saw step 0 last, the forward one step 4:
     # every step, first and last included, reaches the output
     assert (x.grad.abs().sum(-1) > 0).all()
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "concat"])
+def test_sequence_classifier_ignores_padding_tokens(pooling):
+    from rnnzoo.models import SequenceClassifier
+
+    args = SequenceClassifier.Args(hidden_size=5, bidirectional=True, pooling=pooling)
+    model = SequenceClassifier(30, 2, args).eval()
+    lengths = torch.tensor([6, 2, 4])
+    x = torch.randint(1, 30, (3, 6))
+    pad = torch.arange(6)[None, :] >= lengths[:, None]
+    other = x.masked_fill(pad, 7)  # different tokens where the padding is
+    torch.testing.assert_close(model(x, lengths), model(other, lengths))
+    for b, n in enumerate(lengths.tolist()):
+        alone = model(x[b : b + 1, :n])
+        torch.testing.assert_close(model(x, lengths)[b : b + 1], alone, rtol=1e-5, atol=1e-6)

@@ -56,3 +56,29 @@ class TensorBatches(Dataset[Batch]):
 
     def __getitem__(self, index: int) -> Batch:
         return self.__getitems__([index])
+
+
+class TokenBatches(Dataset[Batch]):
+    """Variable-length token id sequences, padded per batch to its longest member.
+
+    ``lengths`` and ``bucket`` tell the sampler to batch similar lengths together
+    (``rnnzoo.data.sampling.EpochBatches``) so that padding stays small.
+    """
+
+    def __init__(self, seqs: Sequence[Tensor], labels: Tensor, bucket: int = 1) -> None:
+        if len(seqs) != len(labels):
+            raise ValueError("one label per sequence expected")
+        self.seqs, self.labels, self.bucket = list(seqs), labels, bucket
+        self.lengths = [len(s) for s in self.seqs]
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    def __getitems__(self, indices: Sequence[int]) -> Batch:
+        seqs = [self.seqs[i] for i in indices]
+        lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+        inputs = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True).long()  # pad id 0
+        return Batch(inputs, self.labels[torch.as_tensor(indices, dtype=torch.long)], lengths)
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.__getitems__([index])

@@ -7,7 +7,7 @@ rebuild it and skip the batches already trained on, and every process of a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import Sampler
@@ -19,34 +19,62 @@ from rnnzoo.distributed import World
 class EpochBatches(Sampler[list[int]]):
     """Shuffled global batches of ``batch_size``; each process takes every world-th item.
 
+    With ``lengths`` and ``bucket`` > 1, each shuffled chunk of ``bucket`` batches is
+    sorted by length before it is cut into batches, and the batches are then shuffled:
+    similar lengths share a batch (little padding), and the order stays random.
+
     A final global batch smaller than the number of processes is dropped (some process
     would get nothing); with one process only an empty batch could be dropped.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, world: World | None = None) -> None:
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        world: World | None = None,
+        lengths: Sequence[int] | None = None,
+        bucket: int = 1,
+    ) -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.world = world or World()
-        self.epoch, self.skip = 0, 0
+        self.lengths, self.bucket = lengths, bucket
         full, rest = divmod(n, batch_size)
         self.num_batches = full + (1 if rest >= self.world.size else 0)
         if self.num_batches == 0:
             raise ConfigError(
                 f"{n} training samples cannot fill one batch on {self.world.size} processes"
             )
+        self.set_epoch(0)
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         """Use epoch ``epoch``'s order, starting after its first ``skip`` batches."""
         self.epoch, self.skip = epoch, skip
+        self._batches = self._global_batches(epoch)
 
     def global_size(self, index: int) -> int:
-        """Samples in global batch ``index`` over all processes."""
-        return min(self.batch_size, self.n - index * self.batch_size)
+        """Samples in global batch ``index`` of this epoch, over all processes."""
+        return len(self._batches[index])
+
+    def _global_batches(self, epoch: int) -> list[list[int]]:
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        order = torch.randperm(self.n, generator=gen).tolist()
+        size = self.batch_size
+        if self.lengths is not None and self.bucket > 1:
+            lengths, chunk = self.lengths, size * self.bucket
+            order = [
+                i
+                for start in range(0, self.n, chunk)
+                for i in sorted(order[start : start + chunk], key=lambda i: -lengths[i])
+            ]
+        batches = [order[b * size : (b + 1) * size] for b in range(self.num_batches)]
+        if self.lengths is not None and self.bucket > 1:
+            shuffle = torch.randperm(len(batches), generator=gen).tolist()
+            batches = [batches[i] for i in shuffle]
+        return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.n, generator=gen).tolist()
-        for b in range(self.skip, self.num_batches):
-            batch = order[b * self.batch_size : (b + 1) * self.batch_size]
+        for batch in self._batches[self.skip :]:
             yield batch[self.world.rank :: self.world.size]
 
     def __len__(self) -> int:
