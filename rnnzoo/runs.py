@@ -97,6 +97,9 @@ def train(
             "seconds": round(time.perf_counter() - started, 3),
         }
         for split in ("val", "test"):
+            if not task.has_split(split):
+                echo(f"no {split} split in this copy of the data: not scored")
+                continue
             if split in task.splits:
                 metrics = trainer.evaluate(task.dataset(split))
                 summary[split] = metrics

@@ -89,6 +89,10 @@ class Task:
         """A batch for ``rnnzoo predict``; tasks without text input say so."""
         raise ConfigError(f"task {type(self).__name__} does not take text to predict from")
 
+    def has_split(self, split: str) -> bool:
+        """Whether this copy of the data holds ``split`` (a partial archive may not)."""
+        return split in self.splits
+
     def check_split(self, split: str) -> None:
         if split not in self.splits:
             valid = ", ".join(self.splits)
@@ -182,6 +186,15 @@ class IMDBTask(Task):
                 train, val = imdb.train_val_split(reviews, d.val_fraction, d.seed)
                 self._splits.update(train=train, val=val)
         return self._splits[split]
+
+    def has_split(self, split: str) -> bool:
+        from rnnzoo.data.imdb import DataError
+
+        try:
+            self._reviews(split)
+        except DataError:
+            return False
+        return True
 
     def prepare(self) -> None:
         from rnnzoo.data.text import fit_tokenizer

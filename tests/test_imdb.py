@@ -194,3 +194,13 @@ def test_no_local_copy_and_no_download_says_where_to_put_it(tmp_path: Path, monk
     monkeypatch.setenv("RNNZOO_DATA_DIR", str(tmp_path / "data"))
     with pytest.raises(imdb.DataError, match=f"put {imdb.ARCHIVE} there or set data.path"):
         imdb.find_source(None, download=False)
+
+
+def test_training_on_a_train_only_archive_skips_the_test_score(config: Path, tmp_path: Path):
+    raw = yaml.safe_load(config.read_text())
+    raw["data"]["path"] = str(make_archive(tmp_path / "train_only.tar.gz", splits=("train",)))
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["train", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "no test split in this copy of the data: not scored" in result.output
+    assert not (tmp_path / "runs" / "imdb" / "eval_test.json").exists()
