@@ -204,3 +204,17 @@ def test_training_on_a_train_only_archive_skips_the_test_score(config: Path, tmp
     assert result.exit_code == 0, result.output
     assert "no test split in this copy of the data: not scored" in result.output
     assert not (tmp_path / "runs" / "imdb" / "eval_test.json").exists()
+
+
+def test_checksum_mismatch_from_the_cli_exits_2(config: Path, tmp_path: Path, monkeypatch):
+    """No data.path and no local copy: the download runs, and a bad archive is refused."""
+    served = make_archive(tmp_path / "served.tar.gz")
+    monkeypatch.setattr(imdb, "URL", served.as_uri())
+    monkeypatch.setattr(imdb, "MD5", "0" * 32)
+    monkeypatch.setenv("RNNZOO_DATA_DIR", str(tmp_path / "empty"))
+    raw = yaml.safe_load(config.read_text())
+    del raw["data"]["path"]
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["train", "-c", str(config)])
+    assert result.exit_code == 2, result.output
+    assert "expected 00000000" in result.output and "put it at" in result.output

@@ -54,7 +54,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rnnzoo"
 
 
-def find_source(path: Path | None, download: bool = True, url: str = URL, md5: str = MD5) -> Path:
+def find_source(
+    path: Path | None, download: bool = True, url: str | None = None, md5: str | None = None
+) -> Path:
     """The archive or folder to read: ``path`` if given, else a local copy, else download."""
     if path is not None:
         if not path.exists():
@@ -73,7 +75,7 @@ def find_source(path: Path | None, download: bool = True, url: str = URL, md5: s
         raise DataError(
             f"no IMDB data in {', '.join(map(str, places))}; put {ARCHIVE} there or set data.path"
         )
-    fetch(url, target, md5)
+    fetch(url or URL, target, md5 or MD5)
     return target
 
 
