@@ -45,16 +45,29 @@ def all_sum(tensor: Tensor, world: World) -> Tensor:
     return tensor
 
 
+def broadcast_from_main(module: torch.nn.Module, world: World) -> None:
+    """Give every process rank 0's parameters and buffers (in place)."""
+    if world.size > 1:
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, src=0)
+
+
 def close_world(world: World) -> None:
     if world.size > 1 and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
 
 
+def device_type(name: str) -> str:
+    """``auto``, ``cpu`` or ``cuda`` to the device type it means on this machine."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
 def resolve_device(name: str, world: World) -> torch.device:
     """``auto`` is CUDA when present; under torchrun each process takes its local GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+    name = device_type(name)
     if name == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError("device 'cuda' was asked for, but no CUDA device is available")

@@ -29,7 +29,14 @@ from torch import nn
 
 from rnnzoo import checkpoint
 from rnnzoo.config import Config, ConfigError, apply_overrides, load_config, parse_config
-from rnnzoo.distributed import World, close_world, init_world, resolve_device
+from rnnzoo.distributed import (
+    World,
+    broadcast_from_main,
+    close_world,
+    device_type,
+    init_world,
+    resolve_device,
+)
 from rnnzoo.evaluation import evaluate as evaluate_model
 from rnnzoo.models import build_model
 from rnnzoo.tasks import TASKS, Task
@@ -60,10 +67,7 @@ def train(
     if out is not None:
         config.output.dir = out
 
-    device_type = "cuda" if config.train.device == "cuda" or (
-        config.train.device == "auto" and torch.cuda.is_available()
-    ) else "cpu"  # fmt: skip
-    world = init_world(device_type)
+    world = init_world(device_type(config.train.device))
     try:
         dev = resolve_device(config.train.device, world)
         checkpoint.seed_everything(config.train.seed)
@@ -85,10 +89,12 @@ def train(
             echo(f"resuming {run_dir} at epoch {at.epoch + 1}, step {at.step}")
         started = time.perf_counter()
         progress = trainer.fit()
-        # Report on the best checkpoint: validation (selection) and, if any, test.
-        best = checkpoint.load(_checkpoint_path(run_dir, "best"), dev) if world.is_main else None
-        if best is not None:
+        # Report on the best checkpoint: validation (selection) and, if any, test. Only
+        # rank 0 has the run folder; the others take its weights.
+        if world.is_main:
+            best = checkpoint.load(_checkpoint_path(run_dir, "best"), dev)
             model.load_state_dict(best["model"])
+        broadcast_from_main(model, world)
         summary: dict[str, Any] = {
             "best_epoch": progress.best_epoch,
             "best_" + trainer.metric: progress.best,
@@ -100,14 +106,11 @@ def train(
             if not task.has_split(split):
                 echo(f"no {split} split in this copy of the data: not scored")
                 continue
-            if split in task.splits:
-                metrics = trainer.evaluate(task.dataset(split))
-                summary[split] = metrics
-                if world.is_main and split == "test":
-                    _write_json(
-                        run_dir / "eval_test.json",
-                        {"split": "test", "checkpoint": "best", **metrics},
-                    )
+            data = trainer.val_data if split == "val" else task.dataset(split)
+            summary[split] = metrics = trainer.evaluate(data)
+            if world.is_main and split == "test":
+                test = {"split": "test", "checkpoint": "best", **metrics}
+                _write_json(run_dir / "eval_test.json", test)
         if world.is_main:
             _write_json(run_dir / "summary.json", summary)
             echo(f"best epoch {progress.best_epoch}: val {_fmt(summary['val'])}")
