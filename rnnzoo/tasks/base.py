@@ -1,0 +1,136 @@
+"""Tasks: each owns its data, loss, metrics and how a prediction is shown.
+
+The trainer sees only this interface, so it never branches on the task. Metrics are
+returned as (sum, count) pairs per batch, which add up exactly across batches and
+across processes before the division.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from rnnzoo.config import ConfigError, Section
+from rnnzoo.data.batches import Batch
+from rnnzoo.registry import Registry
+
+Sums = dict[str, tuple[Tensor, Tensor]]
+"""Metric name -> (sum over the batch, number of items summed)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelIO:
+    """What a task tells the model builder: feature size in (or, for token ids, the
+    vocabulary size), size of the output; for forecasting, the window and horizon
+    lengths (the output is then ``horizon`` steps of ``output_size`` values)."""
+
+    input_size: int
+    output_size: int
+    vocab_size: int | None = None
+    input_len: int | None = None
+    horizon: int | None = None
+
+
+@dataclasses.dataclass
+class PredictRequest:
+    """What ``rnnzoo predict`` was given; each task uses the parts it understands."""
+
+    run_dir: Path
+    texts: list[str] | None = None
+    data_path: Path | None = None
+    cutoff: str | None = None
+    out: Path | None = None
+
+
+class Task:
+    """Base of all tasks. Subclasses set ``Data`` (their ``data:`` schema) and override
+    ``dataset``, ``io``, ``loss`` and ``metrics``."""
+
+    Data: ClassVar[type[Section]]
+    metric: ClassVar[str]
+    """Default validation metric for model selection and early stopping."""
+    modes: ClassVar[dict[str, Literal["min", "max"]]]
+    """Every metric this task reports ("loss" included), and whether lower is better."""
+    splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def dataset(self, split: str) -> Dataset[Batch]:
+        raise NotImplementedError
+
+    @property
+    def io(self) -> ModelIO:
+        raise NotImplementedError
+
+    @property
+    def nominal_io(self) -> ModelIO:
+        """The sizes as the config alone gives them, before any data is read (a token
+        task's vocabulary at its configured maximum): enough to check a model builds."""
+        return self.io
+
+    def loss(self, output: Tensor, batch: Batch) -> Tensor:
+        """Mean loss of the batch, a scalar to minimise."""
+        raise NotImplementedError
+
+    def metrics(self, output: Tensor, batch: Batch) -> Sums:
+        raise NotImplementedError
+
+    def finish(self, means: dict[str, float]) -> dict[str, float]:
+        """Metrics derived from the reduced means (an RMSE from an MSE, say)."""
+        return means
+
+    def show(self, output: Tensor) -> str:
+        """One sample's prediction as a person reads it."""
+        return ", ".join(f"{v:.4g}" for v in output.flatten().tolist())
+
+    # -- state fitted on the training split (a tokenizer, a scaler), kept in the run --
+
+    def prepare(self) -> None:
+        """Fit whatever the task learns from training data; before the model is built."""
+
+    def save_state(self, run_dir: Path) -> None:
+        """Write what ``prepare`` fitted into the run folder."""
+
+    def load_state(self, run_dir: Path) -> None:
+        """Read it back, instead of ``prepare``, when a run is rebuilt or resumed."""
+
+    def inputs_from_text(self, texts: list[str]) -> Batch:
+        """A batch for ``rnnzoo predict``; tasks without text input say so."""
+        raise ConfigError(f"task {type(self).__name__} does not take text to predict from")
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, request: PredictRequest) -> list[str]:
+        """``rnnzoo predict``: the model's answers, one line each (default: per text)."""
+        if not request.texts:
+            raise ConfigError("give a text to predict from, or --file with one text per line")
+        batch = self.inputs_from_text(request.texts)
+        model.eval()
+        return [self.show(row) for row in model(batch.inputs, batch.lengths)]
+
+    def figures(
+        self, model: nn.Module, split: str, run_dir: Path, device: torch.device
+    ) -> list[Path]:
+        """Plots that ``rnnzoo eval`` writes next to its scores; none by default."""
+        return []
+
+    def has_split(self, split: str) -> bool:
+        """Whether this copy of the data holds ``split`` (a partial archive may not)."""
+        return split in self.splits
+
+    def check_split(self, split: str) -> None:
+        if split not in self.splits:
+            valid = ", ".join(self.splits)
+            raise ConfigError(f"unknown split {split!r}; this task has: {valid}")
+
+
+TASKS: Registry[type[Task]] = Registry("task")
+
+
+def list_tasks() -> list[str]:
+    return TASKS.names()
