@@ -129,24 +129,37 @@ def predict(
     file: Annotated[
         Path | None, typer.Option("--file", help="Predict each line of this file instead.")
     ] = None,
+    data_path: Annotated[
+        Path | None,
+        typer.Option(help="Forecasting: the CSV to forecast from (default: the run's data)."),
+    ] = None,
+    cutoff: Annotated[
+        str | None,
+        typer.Option(help="Forecasting: forecast after this date or row (default: the last)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Forecasting: the CSV to write (default: RUN_DIR/forecast.csv)."),
+    ] = None,
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
 ) -> None:
-    """Run a trained model on text; prints one answer per input (label and probability)."""
+    """Run a trained model: a label per text, or a forecast of the next horizon as CSV."""
     from rnnzoo import runs
 
-    if (text is None) == (file is None):
-        typer.echo("error: give a TEXT argument or --file FILE (one text per line)", err=True)
+    if text is not None and file is not None:
+        typer.echo("error: give a TEXT argument or --file FILE, not both", err=True)
         raise typer.Exit(2)
     with _user_errors():
+        texts = None
         if file is not None:
             if not file.is_file():
                 raise FileNotFoundError(f"no such file: {file}")
             texts = [line for line in file.read_text(errors="replace").splitlines() if line.strip()]
-        else:
-            texts = [text or ""]
-        answers = runs.predict(run_dir, texts, checkpoint)
-    for answer in answers:
-        typer.echo(answer)
+        elif text is not None:
+            texts = [text]
+        lines = runs.predict(run_dir, texts, checkpoint, data_path, cutoff, out)
+    for line in lines:
+        typer.echo(line)
 
 
 @app.command("list")

@@ -65,7 +65,7 @@ def evaluate(
         for name, (total, count) in task.metrics(output, batch).items():
             totals.add(name, total, count)
     model.train(was_training)
-    return totals.means(world)
+    return task.finish(totals.means(world))
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:

@@ -13,7 +13,9 @@ from rnnzoo.config import TrainConfig
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    # One explicit group, which may be empty: a parameter-free baseline still gets an
+    # optimiser (and a checkpoint) like every other model.
+    params = [{"params": [p for p in model.parameters() if p.requires_grad]}]
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":

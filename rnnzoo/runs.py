@@ -10,6 +10,8 @@ A run folder holds everything needed to rebuild and evaluate its model::
       checkpoints/last.pt  latest state, to resume from
       summary.json         best epoch and metrics when training ended
       eval_<split>.json    written by ``rnnzoo eval`` (test: also at the end of training)
+      <task state>         what the task fitted on train: tokenizer.json, forecast.json
+      forecast_<split>.png a forecasting task's plot, written by ``rnnzoo eval``
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from rnnzoo.distributed import (
 from rnnzoo.evaluation import evaluate as evaluate_model
 from rnnzoo.models import build_model
 from rnnzoo.tasks import TASKS, Task
+from rnnzoo.tasks.base import PredictRequest
 from rnnzoo.trainer import Trainer
 
 Echo = Callable[[str], None]
@@ -111,6 +114,7 @@ def train(
             if world.is_main and split == "test":
                 test = {"split": "test", "checkpoint": "best", **metrics}
                 _write_json(run_dir / "eval_test.json", test)
+                task.figures(model, "test", run_dir, dev)
         if world.is_main:
             _write_json(run_dir / "summary.json", summary)
             echo(f"best epoch {progress.best_epoch}: val {_fmt(summary['val'])}")
@@ -144,27 +148,35 @@ def evaluate(
     which: str = "best",
     data_path: Path | None = None,
     device: str = "auto",
+    plots: bool = True,
 ) -> dict[str, float]:
-    """Metrics of a run's checkpoint on ``split``; also written to ``eval_<split>.json``."""
+    """Metrics of a run's checkpoint on ``split``; also written to ``eval_<split>.json``,
+    with the task's plots (a forecast's ``forecast_<split>.png``) beside it."""
     config, task, model = load_run(run_dir, which, data_path)
     task.check_split(split)
     dev = resolve_device(device, World())
     size = config.train.eval_batch_size or config.train.batch_size
-    metrics = evaluate_model(
-        model.to(dev), task, task.dataset(split), dev, size, precision=config.train.precision
-    )
+    model = model.to(dev)
+    data = task.dataset(split)
+    metrics = evaluate_model(model, task, data, dev, size, precision=config.train.precision)
     _write_json(run_dir / f"eval_{split}.json", {"split": split, "checkpoint": which, **metrics})
+    if plots:
+        task.figures(model, split, run_dir, dev)
     return metrics
 
 
-@torch.no_grad()
-def predict(run_dir: Path, texts: list[str], which: str = "best") -> list[str]:
-    """The trained model's answer for each text, as the task shows it."""
+def predict(
+    run_dir: Path,
+    texts: list[str] | None = None,
+    which: str = "best",
+    data_path: Path | None = None,
+    cutoff: str | None = None,
+    out: Path | None = None,
+) -> list[str]:
+    """The trained model's answers as lines: one per text, or a forecast table."""
     _, task, model = load_run(run_dir, which)
-    batch = task.inputs_from_text(texts)
-    model.eval()
-    outputs = model(batch.inputs, batch.lengths)
-    return [task.show(row) for row in outputs]
+    request = PredictRequest(run_dir, texts, data_path, cutoff, out)
+    return task.predict(model, request)
 
 
 # -- run folder files ---------------------------------------------------------------

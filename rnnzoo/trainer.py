@@ -70,7 +70,9 @@ class Trainer:
         self.device, self.world, self.run_dir = device, world or World(), run_dir
         self.model = model.to(device)
         self.net: nn.Module = self.model
-        if self.world.size > 1:
+        # A model without trainable parameters (a naive baseline) is scored, not trained.
+        self.trainable = any(p.requires_grad for p in self.model.parameters())
+        if self.world.size > 1 and self.trainable:
             ids = [device.index] if device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
         self.metric = self.cfg.metric or task.metric
@@ -101,6 +103,8 @@ class Trainer:
     def fit(self) -> Progress:
         """Train until ``epochs``, ``max_steps`` or early stopping; returns the progress."""
         p = self.progress
+        if not self.trainable:
+            return self._score_only()
         with _stop_on_sigint(self):
             while p.epoch < self.cfg.epochs and not self._budget_spent():
                 started = time.perf_counter()
@@ -118,6 +122,16 @@ class Trainer:
                     self.save("best")
                 if self.cfg.patience is not None and p.bad_epochs >= self.cfg.patience:
                     break
+        return p
+
+    def _score_only(self) -> Progress:
+        """One "epoch" for a model with nothing to fit: score train and val, save."""
+        p, started = self.progress, time.perf_counter()
+        train, val = self.evaluate(self.train_data), self.evaluate(self.val_data)
+        p.epoch = self.cfg.epochs
+        self._record(train, val, time.perf_counter() - started, done=True)
+        self.save("last")
+        self.save("best")
         return p
 
     def _stopping(self) -> bool:
@@ -139,7 +153,7 @@ class Trainer:
         )  # fmt: skip
         for batch in bar:
             if self._budget_spent() or self._stopping():
-                return False, totals.means(self.world)
+                return False, self.task.finish(totals.means(self.world))
             start = time.perf_counter()
             loss, grad_norm, n = self._step(batch.to(self.device), totals)
             p.step, p.batch_in_epoch = p.step + 1, p.batch_in_epoch + 1
@@ -149,7 +163,7 @@ class Trainer:
             for hook in self.after_step:
                 hook(self)
         finished = not (self._budget_spent() and p.batch_in_epoch < len(self.batches))
-        return finished, totals.means(self.world)
+        return finished, self.task.finish(totals.means(self.world))
 
     def _step(self, batch: Batch, totals: Totals) -> tuple[float, float, int]:
         """One optimiser step; returns (global mean loss, pre-clip grad norm, samples)."""
@@ -157,7 +171,8 @@ class Trainer:
         local_n = len(batch)
         global_n = self.batches.global_size(p.batch_in_epoch)
         with autocast(self.device, cfg.precision):
-            output = self.net(batch.inputs, batch.lengths)
+            # Targets go in too, for models that teacher-force (seq2seq); never at eval.
+            output = self.net(batch.inputs, batch.lengths, batch.targets)
             loss = self.task.loss(output.float(), batch)
         # Sum over processes: the mean loss of the global batch, and a shared stop flag.
         shared = all_sum(torch.stack([loss.detach().double() * local_n, _flag(self)]), self.world)

@@ -1,13 +1,21 @@
 """Models for the tasks, registered by name in ``MODELS``."""
 
 from rnnzoo.models.base import MODELS, RecurrentArgs, build_model, list_models
+from rnnzoo.models.baselines import LinearForecaster, RepeatLast, SeasonalNaive
 from rnnzoo.models.classifier import SequenceClassifier
+from rnnzoo.models.forecast import Forecaster, SegRNN, Seq2SeqForecaster
 from rnnzoo.models.many_to_one import ManyToOne
 
 __all__ = [
     "MODELS",
+    "Forecaster",
+    "LinearForecaster",
     "ManyToOne",
     "RecurrentArgs",
+    "RepeatLast",
+    "SeasonalNaive",
+    "SegRNN",
+    "Seq2SeqForecaster",
     "SequenceClassifier",
     "build_model",
     "list_models",

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import torch
 from pydantic import BaseModel, Field, field_validator
-from torch import nn
+from torch import Tensor, nn
 
 from rnnzoo.cells import CELLS
-from rnnzoo.config import Section
+from rnnzoo.config import ConfigError, Section
 from rnnzoo.registry import Registry
 from rnnzoo.tasks import ModelIO
 
@@ -35,13 +36,36 @@ class RecurrentArgs(Section):
 
 
 MODELS: Registry[Any] = Registry("model")
-"""Model classes by name; each has ``Args`` (its config schema) and ``build(args, io)``."""
+"""Model classes by name; each has ``Args`` (its config schema) and ``build(args, io)``.
+
+Every model is called as ``model(inputs, lengths=None, targets=None)``: the trainer
+passes the batch's targets while training (for teacher forcing; most models ignore
+them) and never while scoring. A class with ``forecasts = True`` returns ``(B, horizon,
+output_size)`` and is built only for tasks whose ``ModelIO`` has a horizon.
+"""
 
 
 def build_model(args: BaseModel, io: ModelIO) -> nn.Module:
     """The model named by ``args.name``, sized for the task's inputs and outputs."""
     name: str = getattr(args, "name")  # noqa: B009 - every model schema has a name
-    return MODELS.get(name).build(args, io)
+    cls = MODELS.get(name)
+    forecasts = getattr(cls, "forecasts", False)
+    if forecasts != (io.horizon is not None):
+        wanted = io.horizon is not None
+        fits = [n for n in MODELS if getattr(MODELS.get(n), "forecasts", False) == wanted]
+        raise ConfigError(
+            f"model.name: {name!r} does not fit this task; models that do: {', '.join(fits)}"
+        )
+    return cls.build(args, io)
+
+
+def top_layer_state(h_n: Tensor | tuple[Tensor, ...], num_directions: int) -> Tensor:
+    """The last layer's final hidden state, its directions side by side: (B, D*H).
+
+    ``h_n`` is a layer's final state, ``(L*D, B, H)`` or a tuple whose first member is
+    it (an LSTM's ``(h_n, c_n)``)."""
+    h = h_n if isinstance(h_n, Tensor) else h_n[0]
+    return torch.cat(list(h[-num_directions:]), dim=-1)
 
 
 def list_models() -> list[str]:

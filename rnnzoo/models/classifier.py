@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from rnnzoo.config import ConfigError
 from rnnzoo.layers import Recurrent
-from rnnzoo.models.base import MODELS, RecurrentArgs
+from rnnzoo.models.base import MODELS, RecurrentArgs, top_layer_state
 from rnnzoo.tasks import ModelIO
 
 
@@ -52,15 +52,16 @@ class SequenceClassifier(nn.Module):
             raise ConfigError("model sequence_classifier needs a task with token inputs")
         return cls(io.vocab_size, io.output_size, args)
 
-    def forward(self, inputs: Tensor, lengths: Tensor | None = None) -> Tensor:
+    def forward(
+        self, inputs: Tensor, lengths: Tensor | None = None, targets: Tensor | None = None
+    ) -> Tensor:
         """inputs: (B, T) token ids, lengths: (B,) or None -> (B, num_classes) scores."""
         x = self.embedding_dropout(self.embedding(inputs))  # (B, T, E)
         out, h_n = self.rnn(x, lengths=lengths)  # out: (B, T, D*H)
         assert isinstance(out, Tensor)
         parts = []
         if self.pooling in ("last", "concat"):
-            h = h_n if isinstance(h_n, Tensor) else h_n[0]  # (L*D, B, H)
-            parts.append(torch.cat(list(h[-self.rnn.num_directions :]), dim=-1))
+            parts.append(top_layer_state(h_n, self.rnn.num_directions))
         if self.pooling in ("mean", "max", "concat"):
             steps = torch.arange(out.shape[1], device=out.device)
             n = lengths if lengths is not None else torch.full_like(steps[:1], out.shape[1])

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnzoo.layers import Recurrent
-from rnnzoo.models.base import MODELS, RecurrentArgs
+from rnnzoo.models.base import MODELS, RecurrentArgs, top_layer_state
 from rnnzoo.tasks import ModelIO
 
 
@@ -51,14 +51,14 @@ class ManyToOne(nn.Module):
             args.bidirectional, args.dropout, args.pooling, args.impl,
         )  # fmt: skip
 
-    def forward(self, inputs: Tensor, lengths: Tensor | None = None) -> Tensor:
+    def forward(
+        self, inputs: Tensor, lengths: Tensor | None = None, targets: Tensor | None = None
+    ) -> Tensor:
         """inputs: (B, T, input_size), lengths: (B,) or None -> (B, output_size)."""
         out, h_n = self.rnn(inputs, lengths=lengths)  # out: (B, T, D*H)
         assert isinstance(out, Tensor)
         if self.pooling == "last":
-            h = h_n if isinstance(h_n, Tensor) else h_n[0]  # (L*D, B, H)
-            top = h[-self.rnn.num_directions :]  # the last layer's directions
-            pooled = torch.cat(list(top), dim=-1)
+            pooled = top_layer_state(h_n, self.rnn.num_directions)
         elif lengths is None:
             pooled = out.mean(dim=1) if self.pooling == "mean" else out.amax(dim=1)
         else:

@@ -1,0 +1,17 @@
+"""Tasks: data, loss, metrics and outputs, one module per task; ``TASKS`` names them."""
+
+from rnnzoo.tasks.adding import AddingTask
+from rnnzoo.tasks.base import TASKS, ModelIO, Sums, Task, list_tasks
+from rnnzoo.tasks.forecast import ForecastTask
+from rnnzoo.tasks.imdb import IMDBTask
+
+__all__ = [
+    "TASKS",
+    "AddingTask",
+    "ForecastTask",
+    "IMDBTask",
+    "ModelIO",
+    "Sums",
+    "Task",
+    "list_tasks",
+]
