@@ -211,6 +211,34 @@ class Recurrent(nn.Module):
                 h_n = tuple(h.squeeze(1) for h in h_n)
         return output, (h_n[0] if self.num_states == 1 else h_n)
 
+    def step(self, x: Tensor, hx: Tensor | State | None = None) -> tuple[Tensor, Tensor | State]:
+        """One time step through every layer: x (B, input_size) -> (output (B, H), state).
+
+        For decoders that feed each output back as the next input, where ``forward``
+        over a one-step sequence would pay its set-up on every step. The state is laid
+        out as ``forward``'s (``(num_layers, B, H)``, or a tuple of them); dropout
+        between layers applies as in ``forward``. One direction only.
+        """
+        if self.bidirectional:
+            raise ValueError(f"{type(self).__name__}.step runs forward in time: not bidirectional")
+        if x.dim() != 2 or x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"{type(self).__name__}.step: expected input of shape (B, {self.input_size}), "
+                f"got {tuple(x.shape)}"
+            )
+        states = self._initial_states(hx, x.unsqueeze(0), batched=True)
+        finals: list[State] = []
+        for layer in range(self.num_layers):
+            w = self.unit_weights(layer)
+            cell = self._cell(layer)
+            new = cell.step(cell.project(x, w), tuple(s[layer] for s in states), w)
+            finals.append(new)
+            x = new[0]
+            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, training=True)
+        h_n = tuple(torch.stack([f[k] for f in finals]) for k in range(self.num_states))
+        return x, (h_n[0] if self.num_states == 1 else h_n)
+
     def _scan(
         self,
         unit: int,

@@ -159,3 +159,22 @@ def test_cuda_matches_cpu(cell, impl):
     torch.testing.assert_close(gout.cpu(), out)
     for a, b in zip(states(gh_n), states(h_n), strict=True):
         torch.testing.assert_close(a.cpu(), b)
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
+def test_step_by_step_equals_forward_over_the_sequence(cell):
+    torch.manual_seed(0)
+    layer = rnnzoo.Recurrent(cell, 3, 5, num_layers=2, batch_first=True)
+    x = torch.randn(4, 6, 3)
+    out, final = layer(x)
+    state = None
+    for t in range(6):
+        y, state = layer.step(x[:, t], state)
+        torch.testing.assert_close(y, out[:, t])
+    for a, b in zip(final if isinstance(final, tuple) else (final,),
+                    state if isinstance(state, tuple) else (state,), strict=True):  # fmt: skip
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="expected input of shape"):
+        layer.step(torch.randn(4, 6, 3))
+    with pytest.raises(ValueError, match="not bidirectional"):
+        rnnzoo.Recurrent(cell, 3, 5, bidirectional=True).step(x[:, 0])

@@ -160,19 +160,19 @@ class Seq2SeqForecaster(ForecastModel):
 
     def forecast(self, x: Tensor, targets: Tensor | None) -> Tensor:
         _, state = self.encoder(x)
-        step = x[:, -1:, : self.n_out]  # (B, 1, C_out): the last observed values
+        step = x[:, -1, : self.n_out]  # (B, C_out): the last observed values
         teach = self.training and targets is not None and self.teacher_forcing > 0
         outputs = []
         for t in range(self.horizon):
-            out, state = self.decoder(step, state)
-            y = self.head(out)  # (B, 1, C_out)
+            out, state = self.decoder.step(step, state)
+            y = self.head(out)  # (B, C_out)
             outputs.append(y)
             if teach and float(torch.rand(())) < self.teacher_forcing:
                 assert targets is not None
-                step = targets[:, t : t + 1]
+                step = targets[:, t]
             else:
                 step = y
-        return torch.cat(outputs, dim=1)
+        return torch.stack(outputs, dim=1)
 
 
 class SegRNN(ForecastModel):
