@@ -431,3 +431,14 @@ def test_a_broken_data_file_exits_2_naming_the_line(forecast_config: Path, tmp_p
     result = CliRunner().invoke(app, ["train", "--config", str(forecast_config)])
     assert result.exit_code == 2
     assert "sales.csv: line 11, column 'c1': 'oops' is not a number" in result.output
+
+
+def test_a_missing_file_is_fetched_from_data_url(tmp_path: Path):
+    source = monthly_csv(tmp_path / "source.csv", n=100)
+    target = tmp_path / "cache" / "copy.csv"
+    task = task_for(target, url=source.as_uri())
+    assert target.read_bytes() == source.read_bytes()
+    assert len(task.dataset("train")) > 0
+    with pytest.raises(DataError, match=r"could not be downloaded from file://"):
+        task_for(tmp_path / "other.csv", url=(tmp_path / "nowhere.csv").as_uri())
+    assert not (tmp_path / "other.csv.part").exists()
