@@ -49,6 +49,9 @@ class TrainConfig(Section):
     plateau_patience: int = Field(2, ge=0)
     epochs: int = Field(10, ge=1)
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
+    max_minutes: float | None = Field(
+        None, gt=0, description="stop after this much wall time (training and validation)"
+    )
     batch_size: int = Field(64, ge=1, description="global batch, over all processes")
     eval_batch_size: int | None = Field(None, ge=1)
     grad_clip: float | None = Field(1.0, gt=0, description="max gradient norm; null: off")

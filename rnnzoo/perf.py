@@ -19,6 +19,10 @@ import ctypes.util
 import functools
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -41,3 +45,19 @@ def tune_cpu_allocator() -> bool:
     # trimmed back to the kernel below 2 GiB of free space.
     ok = mallopt(_M_MMAP_THRESHOLD, 1 << 30) == 1
     return bool(ok and mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1) == 1)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process so far: CUDA tensors on a GPU, resident set on CPU.
+
+    The CPU figure is the whole process's high-water mark (``ru_maxrss``), so it means
+    "this run" only when the run has the process to itself (``rnnzoo train``, or each
+    run of ``rnnzoo compare``).
+    """
+    if device.type == "cuda":
+        import torch
+
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB

@@ -41,6 +41,7 @@ from rnnzoo.distributed import (
 )
 from rnnzoo.evaluation import evaluate as evaluate_model
 from rnnzoo.models import build_model
+from rnnzoo.perf import peak_memory_mb
 from rnnzoo.tasks import TASKS, Task
 from rnnzoo.tasks.base import PredictRequest
 from rnnzoo.trainer import Trainer
@@ -104,6 +105,7 @@ def train(
             "epochs": progress.epoch,
             "steps": progress.step,
             "seconds": round(time.perf_counter() - started, 3),
+            "peak_memory_mb": round(peak_memory_mb(dev), 1),
         }
         for split in ("val", "test"):
             if not task.has_split(split):

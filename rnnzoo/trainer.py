@@ -50,6 +50,7 @@ class Progress:
     best: float | None = None
     best_epoch: int | None = None
     bad_epochs: int = 0  # epochs since the best, for early stopping
+    seconds: float = 0.0  # wall time in fit() so far, for train.max_minutes
     partial: dict[str, float] = dataclasses.field(default_factory=dict)  # unfinished epoch
 
 
@@ -96,18 +97,20 @@ class Trainer:
         self.log = log or (lambda record: None)
         self.stop_requested = False  # set by Ctrl-C (or a hook); acted on between steps
         self._stop_agreed = False  # every process has seen a stop request
+        self._time_up = False  # every process agrees train.max_minutes has passed
+        self._clock = time.perf_counter()  # when p.seconds was last brought up to date
         self.after_step: list[Callable[[Trainer], None]] = []  # hooks, e.g. for tests
 
     # -- training -------------------------------------------------------------------
 
     def fit(self) -> Progress:
-        """Train until ``epochs``, ``max_steps`` or early stopping; returns the progress."""
+        """Train until ``epochs``, ``max_steps``, ``max_minutes`` or early stopping."""
         p = self.progress
         if not self.trainable:
             return self._score_only()
         with _stop_on_sigint(self):
             while p.epoch < self.cfg.epochs and not self._budget_spent():
-                started = time.perf_counter()
+                started = self._clock = time.perf_counter()
                 done, train = self._train_epoch()
                 if self._stopping():
                     self.save("last")
@@ -116,6 +119,7 @@ class Trainer:
                 if done:
                     p.epoch, p.batch_in_epoch, p.partial = p.epoch + 1, 0, {}
                 seconds = time.perf_counter() - started
+                p.seconds, self._clock = p.seconds + seconds, time.perf_counter()
                 improved = self._record(train, val, seconds, done)
                 self.save("last")
                 if improved:
@@ -138,7 +142,17 @@ class Trainer:
         return self._stop_agreed or (self.world.size == 1 and self.stop_requested)
 
     def _budget_spent(self) -> bool:
-        return self.cfg.max_steps is not None and self.progress.step >= self.cfg.max_steps
+        cfg, p = self.cfg, self.progress
+        steps = cfg.max_steps is not None and p.step >= cfg.max_steps
+        minutes = cfg.max_minutes is not None and p.seconds >= 60 * cfg.max_minutes
+        return steps or minutes or self._time_up
+
+    def _over_time(self) -> Tensor:
+        """1.0 once ``train.max_minutes`` of wall time have passed on this process."""
+        limit = self.cfg.max_minutes
+        elapsed = self.progress.seconds + time.perf_counter() - self._clock
+        over = limit is not None and elapsed >= 60 * limit
+        return torch.tensor(float(over), dtype=torch.float64, device=self.device)
 
     def _train_epoch(self) -> tuple[bool, dict[str, float]]:
         """Train on the rest of the current epoch; returns (finished?, train metrics)."""
@@ -174,9 +188,12 @@ class Trainer:
             # Targets go in too, for models that teacher-force (seq2seq); never at eval.
             output = self.net(batch.inputs, batch.lengths, batch.targets)
             loss = self.task.loss(output.float(), batch)
-        # Sum over processes: the mean loss of the global batch, and a shared stop flag.
-        shared = all_sum(torch.stack([loss.detach().double() * local_n, _flag(self)]), self.world)
+        # Sum over processes: the mean loss of the global batch, and shared stop flags
+        # (Ctrl-C, time budget), so that every process stops after the same step.
+        mine = [loss.detach().double() * local_n, _flag(self), self._over_time()]
+        shared = all_sum(torch.stack(mine), self.world)
         mean_loss, self._stop_agreed = float(shared[0]) / global_n, bool(shared[1] > 0)
+        self._time_up = bool(shared[2] > 0)
         if not math.isfinite(mean_loss):
             where = f"epoch {p.epoch + 1}, step {p.step + 1}"
             raise TrainingDiverged(f"loss is {mean_loss} at {where}")

@@ -89,6 +89,16 @@ def test_resume_after_max_steps_matches_an_uninterrupted_run(tiny_config: Path):
     assert_same_weights(weights(straight), weights(partial))
 
 
+def test_a_time_budget_stops_after_the_step_that_spends_it(tiny_config: Path):
+    run_dir = train(tiny_config, "--set", "train.max_minutes=1e-6")  # 60 microseconds
+    progress = checkpoint.load(run_dir / "checkpoints" / "last.pt")["progress"]
+    assert progress["step"] == 1 and progress["seconds"] > 0
+    (line,) = metric_lines(run_dir)
+    assert line["partial_epoch"] and line["step"] == 1
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 1 and summary["peak_memory_mb"] > 0
+
+
 def test_ctrl_c_saves_last_and_resume_matches(tiny_config: Path, monkeypatch):
     straight = train(tiny_config)
     real_step, calls = Trainer._step, []
