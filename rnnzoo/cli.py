@@ -52,6 +52,7 @@ def _main(
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn the errors a user can fix into one line on stderr and the right exit code."""
+    from rnnzoo.compare import RunFailed
     from rnnzoo.trainer import Interrupted, TrainingDiverged
 
     try:
@@ -59,6 +60,9 @@ def _user_errors() -> Iterator[None]:
     except (ConfigError, UnknownNameError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
+    except RunFailed as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
     except TrainingDiverged as err:
         typer.echo(f"error: training diverged: {err}; the best checkpoint is untouched", err=True)
         raise typer.Exit(1) from None
@@ -160,6 +164,35 @@ def predict(
         lines = runs.predict(run_dir, texts, checkpoint, data_path, cutoff, out)
     for line in lines:
         typer.echo(line)
+
+
+@app.command()
+def compare(
+    sources: Annotated[
+        list[Path], typer.Argument(help="Config files to train, or finished run folders to read.")
+    ],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config value in every config (repeatable)."),
+    ] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Train each config with seeds 0..N-1.")] = 1,
+    budget_minutes: Annotated[
+        float | None, typer.Option(min=0.0, help="The same wall time for every run.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the comparison (default runs/compare-<time>).")
+    ] = None,
+) -> None:
+    """Train configs with the same seeds and budget; write compare.md and compare.png."""
+    import datetime as dt
+
+    from rnnzoo.compare import compare as run_compare
+
+    out = out or Path("runs") / f"compare-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    with _user_errors():
+        folder = run_compare(sources, set_ or [], seeds, budget_minutes, out, echo=typer.echo)
+    typer.echo((folder / "compare.md").read_text())
+    typer.echo(f"comparison folder: {folder}")
 
 
 @app.command("list")
