@@ -146,6 +146,7 @@ def test_every_shipped_config_loads_validates_and_builds(path: Path):
         else torch.randn(2, io.input_len or 5, io.input_size)
     )
     out = model(x)
-    assert out.shape == ((2, io.horizon, io.output_size) if io.horizon else (2, io.output_size))
+    steps = {"one": (), "per_step": (x.shape[1],), "horizon": (io.horizon,)}[io.output]
+    assert out.shape == (2, *steps, io.output_size)
     if "naive" not in config.model.name and "repeat" not in config.model.name:
         assert sum(p.numel() for p in model.parameters()) > 0

@@ -22,9 +22,10 @@ from rnnzoo.data.timeseries import (
     window_starts,
 )
 from rnnzoo.models import MODELS, build_model
+from rnnzoo.models.base import output_of
 from rnnzoo.tasks import ForecastTask, ModelIO
 
-FORECASTERS = [n for n in MODELS.names() if getattr(MODELS.get(n), "forecasts", False)]
+FORECASTERS = [n for n in MODELS.names() if output_of(n) == "horizon"]
 
 # The smallest arguments that build each forecaster for a window of 8 and a horizon of 4.
 MODEL_ARGS = {
@@ -249,7 +250,7 @@ def test_a_split_too_short_for_one_window_is_named(tmp_path: Path):
 def test_every_forecaster_shape_in_every_mode(name, mode):
     n_in, n_out = {"S": (1, 1), "MS": (3, 1), "M": (3, 3)}[mode]
     args = MODELS.get(name).Args(name=name, **MODEL_ARGS[name])
-    model = build_model(args, ModelIO(n_in, n_out, input_len=8, horizon=4))
+    model = build_model(args, ModelIO(n_in, n_out, input_len=8, horizon=4, output="horizon"))
     x, y = torch.randn(5, 8, n_in), torch.randn(5, 4, n_out)
     out = model(x, None, y)  # training call, targets given
     assert out.shape == (5, 4, n_out)
@@ -263,7 +264,7 @@ def test_every_forecaster_shape_in_every_mode(name, mode):
 
 
 def test_naive_baselines_repeat_what_they_should():
-    io = ModelIO(2, 2, input_len=6, horizon=5)
+    io = ModelIO(2, 2, input_len=6, horizon=5, output="horizon")
     x = torch.arange(12.0).view(1, 6, 2)
     last = build_model(MODELS.get("repeat_last").Args(), io)(x)
     assert last[0].tolist() == [[10.0, 11.0]] * 5
@@ -277,21 +278,21 @@ def test_naive_baselines_repeat_what_they_should():
 @pytest.mark.parametrize("name", ["forecaster", "segrnn", "linear"])
 def test_last_value_norm_makes_forecasts_shift_with_the_level(name):
     args = MODELS.get(name).Args(name=name, **{**MODEL_ARGS[name], "norm": "last"})
-    model = build_model(args, ModelIO(2, 2, input_len=8, horizon=4)).eval()
+    model = build_model(args, ModelIO(2, 2, input_len=8, horizon=4, output="horizon")).eval()
     x = torch.randn(3, 8, 2)
     torch.testing.assert_close(model(x + 100.0), model(x) + 100.0, rtol=1e-5, atol=1e-4)
 
 
 def test_revin_makes_forecasts_follow_level_and_scale():
     args = MODELS.get("forecaster").Args(name="forecaster", hidden_size=5, norm="revin")
-    model = build_model(args, ModelIO(2, 1, input_len=8, horizon=4)).eval()
+    model = build_model(args, ModelIO(2, 1, input_len=8, horizon=4, output="horizon")).eval()
     x = torch.randn(3, 8, 2)
     torch.testing.assert_close(model(3 * x + 7), 3 * model(x) + 7, rtol=1e-4, atol=1e-4)
 
 
 def test_seq2seq_teacher_forcing_feeds_targets_in_training_only():
     args = MODELS.get("seq2seq_forecaster").Args(hidden_size=5, teacher_forcing=1.0)
-    model = build_model(args, ModelIO(2, 1, input_len=8, horizon=4))
+    model = build_model(args, ModelIO(2, 1, input_len=8, horizon=4, output="horizon"))
     x, y = torch.randn(2, 8, 2), torch.randn(2, 4, 1)
     other = y.clone()
     other[:, 1] += 5  # a different true value at step 1 changes the inputs of step 2 on
@@ -305,7 +306,8 @@ def test_seq2seq_teacher_forcing_feeds_targets_in_training_only():
 
 def test_forecasters_and_other_models_fit_only_their_tasks():
     with pytest.raises(ConfigError, match="does not fit this task; models that do: forecaster"):
-        build_model(MODELS.get("many_to_one").Args(name="many_to_one"), ModelIO(1, 1, None, 8, 4))
+        io = ModelIO(1, 1, None, 8, 4, output="horizon")
+        build_model(MODELS.get("many_to_one").Args(name="many_to_one"), io)
     with pytest.raises(ConfigError, match="models that do: many_to_one"):
         build_model(MODELS.get("forecaster").Args(), ModelIO(2, 1))
 
@@ -313,7 +315,7 @@ def test_forecasters_and_other_models_fit_only_their_tasks():
 def test_segment_length_must_divide_window_and_horizon():
     args = MODELS.get("segrnn").Args(hidden_size=4, segment_len=3)
     with pytest.raises(ConfigError, match=r"segment_len 3 does not divide data\.input_len 8"):
-        build_model(args, ModelIO(1, 1, input_len=8, horizon=6))
+        build_model(args, ModelIO(1, 1, input_len=8, horizon=6, output="horizon"))
 
 
 # -- metrics ------------------------------------------------------------------------------

@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from rnnzoo.models import MODELS, ManyToOne, build_model
+from rnnzoo.models.base import output_of
 from rnnzoo.tasks import ModelIO
 
-NOT_FORECASTERS = [n for n in MODELS.names() if not getattr(MODELS.get(n), "forecasts", False)]
+ONE_OUTPUT = [n for n in MODELS.names() if output_of(n) == "one"]
 
 
-@pytest.mark.parametrize("name", NOT_FORECASTERS)  # forecasters: tests/test_forecast.py
+@pytest.mark.parametrize("name", ONE_OUTPUT)  # forecasters: tests/test_forecast.py
 def test_every_model_builds_runs_and_gets_gradients(name):
     args = MODELS.get(name).Args(name=name, hidden_size=6, num_layers=2, bidirectional=True)
     model = build_model(args, ModelIO(input_size=3, output_size=4, vocab_size=50))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -27,3 +29,36 @@ def adding_problem(n: int, seq_len: int, generator: torch.Generator) -> tuple[Te
     markers[rows, second] = 1.0
     targets = (values * markers).sum(dim=1, keepdim=True)
     return torch.stack([values, markers], dim=-1), targets
+
+
+COPY_SYMBOLS = 8  # data symbols 1..8; 0 is blank, 9 the delimiter
+COPY_LENGTH = 10  # symbols to remember
+
+
+def copy_memory(n: int, delay: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """The copy-memory task (Hochreiter & Schmidhuber 1997; as Arjovsky et al. 2016 set it).
+
+    A sequence of T + 20 steps: 10 symbols drawn from 1..8, T - 1 blanks (0), the
+    delimiter (9), then 10 more blanks during which the model must output the 10
+    symbols in order; everywhere else the answer is blank. A model without memory does
+    best by answering blank until the last 10 steps and a uniform guess over the 8
+    symbols there: cross-entropy 10 ln 8 / (T + 20) per step (``copy_baseline``).
+
+    Returns inputs (n, T + 20, 10) one-hot and targets (n, T + 20) class ids.
+    """
+    if delay < 1:
+        raise ValueError(f"the copy task needs a delay T >= 1, got {delay}")
+    total = delay + 2 * COPY_LENGTH
+    symbols = torch.randint(1, COPY_SYMBOLS + 1, (n, COPY_LENGTH), generator=generator)
+    ids = torch.zeros(n, total, dtype=torch.long)
+    ids[:, :COPY_LENGTH] = symbols
+    ids[:, COPY_LENGTH + delay - 1] = COPY_SYMBOLS + 1  # the delimiter
+    targets = torch.zeros(n, total, dtype=torch.long)
+    targets[:, -COPY_LENGTH:] = symbols
+    inputs = torch.nn.functional.one_hot(ids, COPY_SYMBOLS + 2).float()
+    return inputs, targets
+
+
+def copy_baseline(delay: int) -> float:
+    """Cross-entropy per step of the best memoryless answer: 10 ln 8 / (T + 20)."""
+    return COPY_LENGTH * math.log(COPY_SYMBOLS) / (delay + 2 * COPY_LENGTH)

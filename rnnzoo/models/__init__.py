@@ -4,12 +4,14 @@ from rnnzoo.models.base import MODELS, RecurrentArgs, build_model, list_models
 from rnnzoo.models.baselines import LinearForecaster, RepeatLast, SeasonalNaive
 from rnnzoo.models.classifier import SequenceClassifier
 from rnnzoo.models.forecast import Forecaster, SegRNN, Seq2SeqForecaster
+from rnnzoo.models.many_to_many import ManyToMany
 from rnnzoo.models.many_to_one import ManyToOne
 
 __all__ = [
     "MODELS",
     "Forecaster",
     "LinearForecaster",
+    "ManyToMany",
     "ManyToOne",
     "RecurrentArgs",
     "RepeatLast",

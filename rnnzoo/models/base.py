@@ -40,8 +40,9 @@ MODELS: Registry[Any] = Registry("model")
 
 Every model is called as ``model(inputs, lengths=None, targets=None)``: the trainer
 passes the batch's targets while training (for teacher forcing; most models ignore
-them) and never while scoring. A class with ``forecasts = True`` returns ``(B, horizon,
-output_size)`` and is built only for tasks whose ``ModelIO`` has a horizon.
+them) and never while scoring. A class's ``output`` says the shape it returns (see
+``ModelIO``: ``one``, the default, ``per_step`` or ``horizon``); it is built only for
+tasks that ask for that shape.
 """
 
 
@@ -49,14 +50,17 @@ def build_model(args: BaseModel, io: ModelIO) -> nn.Module:
     """The model named by ``args.name``, sized for the task's inputs and outputs."""
     name: str = getattr(args, "name")  # noqa: B009 - every model schema has a name
     cls = MODELS.get(name)
-    forecasts = getattr(cls, "forecasts", False)
-    if forecasts != (io.horizon is not None):
-        wanted = io.horizon is not None
-        fits = [n for n in MODELS if getattr(MODELS.get(n), "forecasts", False) == wanted]
+    if output_of(name) != io.output:
+        fits = [n for n in MODELS if output_of(n) == io.output]
         raise ConfigError(
             f"model.name: {name!r} does not fit this task; models that do: {', '.join(fits)}"
         )
     return cls.build(args, io)
+
+
+def output_of(name: str) -> str:
+    """The output shape a registered model produces: ``one``, ``per_step`` or ``horizon``."""
+    return getattr(MODELS.get(name), "output", "one")
 
 
 def top_layer_state(h_n: Tensor | tuple[Tensor, ...], num_directions: int) -> Tensor:

@@ -71,7 +71,7 @@ class WindowNorm(nn.Module):
 class ForecastModel(nn.Module):
     """Base of the forecasters: window normalisation around ``forecast``."""
 
-    forecasts = True
+    output = "horizon"
 
     def __init__(self, io: ModelIO, norm: Norm = "none") -> None:
         super().__init__()

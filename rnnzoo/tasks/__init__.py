@@ -2,12 +2,14 @@
 
 from rnnzoo.tasks.adding import AddingTask
 from rnnzoo.tasks.base import TASKS, ModelIO, Sums, Task, list_tasks
+from rnnzoo.tasks.copy import CopyTask
 from rnnzoo.tasks.forecast import ForecastTask
 from rnnzoo.tasks.imdb import IMDBTask
 
 __all__ = [
     "TASKS",
     "AddingTask",
+    "CopyTask",
     "ForecastTask",
     "IMDBTask",
     "ModelIO",

@@ -26,14 +26,16 @@ Sums = dict[str, tuple[Tensor, Tensor]]
 @dataclasses.dataclass(frozen=True)
 class ModelIO:
     """What a task tells the model builder: feature size in (or, for token ids, the
-    vocabulary size), size of the output; for forecasting, the window and horizon
-    lengths (the output is then ``horizon`` steps of ``output_size`` values)."""
+    vocabulary size), size of the output, and its shape: ``one`` vector per sequence
+    (B, output_size), one ``per_step`` (B, T, output_size), or a ``horizon`` of future
+    steps (B, horizon, output_size) from a window of ``input_len`` steps."""
 
     input_size: int
     output_size: int
     vocab_size: int | None = None
     input_len: int | None = None
     horizon: int | None = None
+    output: Literal["one", "per_step", "horizon"] = "one"
 
 
 @dataclasses.dataclass

@@ -194,7 +194,8 @@ class ForecastTask(Task):
     @property
     def io(self) -> ModelIO:
         d = self.data
-        return ModelIO(len(self.columns), len(self.out_columns), None, d.input_len, d.horizon)
+        n_in, n_out = len(self.columns), len(self.out_columns)
+        return ModelIO(n_in, n_out, None, d.input_len, d.horizon, output="horizon")
 
     # -- loss and scores ----------------------------------------------------------
 
