@@ -195,6 +195,37 @@ def compare(
     typer.echo(f"comparison folder: {folder}")
 
 
+@app.command()
+def diagnose(
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="Run folders (or a compare folder) to measure.")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for gradient_flow.png (default: the run folder).")
+    ] = None,
+    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+) -> None:
+    """Gradient flow through time, ||d loss / d h_t|| per step, initial and trained."""
+    import datetime as dt
+
+    from rnnzoo.diagnostics import diagnose as run_diagnose
+
+    if out is None:
+        single = len(run_dirs) == 1 and not (run_dirs[0] / "compare.json").exists()
+        out = (
+            run_dirs[0] if single else Path("runs") / f"diagnose-{dt.datetime.now():%Y%m%d-%H%M%S}"
+        )
+    with _user_errors():
+        results = run_diagnose(run_dirs, out, checkpoint)
+    for name, r in results.items():
+        flow, clipped = r["trained"], r["clipped_fraction"]
+        typer.echo(
+            f"{name}: trained ||dL/dh_t|| {flow[0]:.3g} at t=0, {flow[-1]:.3g} at t={len(flow) - 1}"
+            + (f"; clipping fired on {clipped:.0%} of steps" if clipped is not None else "")
+        )
+    typer.echo(f"plot: {out / 'gradient_flow.png'}")
+
+
 @app.command("list")
 def list_command() -> None:
     """List the registered cells, models and tasks, and the shipped configs."""

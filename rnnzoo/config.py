@@ -61,6 +61,9 @@ class TrainConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
     num_workers: int = Field(0, ge=0)
+    diagnose: bool = Field(
+        False, description="at the end, measure gradient flow through time (rnnzoo diagnose)"
+    )
 
 
 class OutputConfig(Section):

@@ -13,7 +13,7 @@ last valid step.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -148,6 +148,10 @@ class Recurrent(nn.Module):
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
+    recorder: list[Tensor] | None = None
+    """Set by ``rnnzoo.diagnostics.recording``: the top layer's forward direction then
+    runs step by step through autograd and appends each step's hidden state here."""
+
     def reset_parameters(self) -> None:
         for unit, names in enumerate(self._param_names):
             params = {mine: getattr(self, ours) for mine, ours in names.items() if ours}
@@ -254,6 +258,10 @@ class Recurrent(nn.Module):
         which every sequence is still running, so no masking is needed there.
         """
         cell, w = self._cell(unit), self.unit_weights(unit)
+        if self.recorder is not None and unit == (self.num_layers - 1) * self.num_directions:
+            # rnnzoo.diagnostics is watching the top layer: every h_t a graph node
+            gi = cell.project(x, w)
+            return loop_scan(cell, w, gi, state, valid, full, reverse, self.recorder.append)
         if self.impl == "fused":  # the standard projection, on the fastest kernels
             gi = fast_linear(x, w.weight_ih, w.bias_ih)
             return fused_scan(cell, gi, state, w.weight_hh, w.bias_hh, valid, full, reverse)
@@ -373,8 +381,12 @@ def loop_scan(
     valid: Tensor | None,
     full: int,
     reverse: bool,
+    on_step: Callable[[Tensor], None] | None = None,
 ) -> tuple[Tensor, State]:
-    """The plain path: each step's equations, with autograd recording every op."""
+    """The plain path: each step's equations, with autograd recording every op.
+
+    ``on_step`` is handed the hidden state carried out of every step, in order.
+    """
     steps = gi.shape[0]
     gi_t = gi.unbind(0)  # not gi[t]: indexing makes backward build a full-size zero per step
     outputs: list[Tensor] = [gi] * steps  # placeholders, all overwritten below
@@ -387,6 +399,8 @@ def loop_scan(
             m = valid[t]
             state = tuple(torch.where(m, n, s) for n, s in zip(new, state, strict=True))
             outputs[t] = torch.where(m, new[0], 0.0)
+        if on_step is not None:
+            on_step(state[0])
     return torch.stack(outputs), state
 
 

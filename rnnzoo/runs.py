@@ -122,6 +122,11 @@ def train(
             echo(f"best epoch {progress.best_epoch}: val {_fmt(summary['val'])}")
             if "test" in summary:
                 echo(f"test (best checkpoint): {_fmt(summary['test'])}")
+            if config.train.diagnose:
+                from rnnzoo.diagnostics import diagnose
+
+                diagnose([run_dir], run_dir)
+                echo(f"gradient flow: {run_dir / 'gradient_flow.png'}")
             echo(f"run folder: {run_dir}")
         return run_dir
     finally:
