@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-adding test lint format bench bench-adding bench-forecast clean
+.PHONY: help install demo demo-adding test lint format bench bench-adding bench-forecast report clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -56,6 +56,10 @@ bench-adding: $(STAMP) ## tanh RNN vs LSTM vs GRU on the adding problem; writes 
 ETTH1 ?= data/ETTh1.csv
 bench-forecast: $(STAMP) ## ETTh1 baselines vs RNN forecasters (hours on CPU); ETTH1=path/to/ETTh1.csv
 	$(BIN)/python scripts/bench_forecast.py --data $(ETTH1) --out benchmarks/forecast.json
+
+IMDB ?= data/aclImdb_v1.tar.gz
+report: $(STAMP) ## measure the taught claims into docs/REPORT.md (about 40 min on CPU); IMDB=... ETTH1=...
+	$(BIN)/python scripts/make_report.py --imdb $(IMDB) --etth1 $(ETTH1) --budget-minutes 2
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
