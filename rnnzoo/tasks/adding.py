@@ -10,35 +10,24 @@ from pydantic import Field
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from rnnzoo.config import Section
 from rnnzoo.data.batches import Batch, TensorBatches
 from rnnzoo.data.synthetic import adding_problem
-from rnnzoo.tasks.base import TASKS, ModelIO, Sums, Task
+from rnnzoo.tasks.base import TASKS, GeneratedSplits, ModelIO, Sums, Task, split_stream
 
 
 @TASKS.register("adding")
 class AddingTask(Task):
     """The adding problem: regress the sum of the two marked values (many-to-one)."""
 
-    class Data(Section):
+    class Data(GeneratedSplits):
         seq_len: int = Field(100, ge=2, description="T, steps per sequence")
-        n_train: int = Field(10_000, ge=1)
-        n_val: int = Field(1_000, ge=1)
-        n_test: int = Field(1_000, ge=1)
-        seed: int = 0
 
     metric = "mse"
     modes: ClassVar[dict[str, Literal["min", "max"]]] = {"loss": "min", "mse": "min", "mae": "min"}
 
     def dataset(self, split: str) -> Dataset[Batch]:
-        self.check_split(split)
-        d = self.data
-        size = {"train": d.n_train, "val": d.n_val, "test": d.n_test}[split]
-        # One independent stream per split, fixed by the seed: same config, same data.
-        offset = self.splits.index(split)
-        gen = torch.Generator().manual_seed(d.seed * len(self.splits) + offset)
-        inputs, targets = adding_problem(size, d.seq_len, gen)
-        return TensorBatches(inputs, targets)
+        size, gen = split_stream(self, split)
+        return TensorBatches(*adding_problem(size, self.data.seq_len, gen))
 
     @property
     def io(self) -> ModelIO:

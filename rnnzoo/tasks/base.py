@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
@@ -129,6 +130,25 @@ class Task:
         if split not in self.splits:
             valid = ", ".join(self.splits)
             raise ConfigError(f"unknown split {split!r}; this task has: {valid}")
+
+
+class GeneratedSplits(Section):
+    """The ``data:`` keys every generated task shares: split sizes and the seed."""
+
+    n_train: int = Field(10_000, ge=1)
+    n_val: int = Field(1_000, ge=1)
+    n_test: int = Field(1_000, ge=1)
+    seed: int = 0
+
+
+def split_stream(task: Task, split: str) -> tuple[int, torch.Generator]:
+    """Size of a generated split and its own random stream, fixed by ``data.seed``:
+    same config, same data, and no split shares draws with another."""
+    task.check_split(split)
+    d = task.data
+    size = {"train": d.n_train, "val": d.n_val, "test": d.n_test}[split]
+    offset = task.splits.index(split)
+    return size, torch.Generator().manual_seed(d.seed * len(task.splits) + offset)
 
 
 TASKS: Registry[type[Task]] = Registry("task")

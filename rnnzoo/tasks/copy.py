@@ -10,10 +10,9 @@ from pydantic import Field
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from rnnzoo.config import Section
 from rnnzoo.data.batches import Batch, TensorBatches
 from rnnzoo.data.synthetic import COPY_LENGTH, COPY_SYMBOLS, copy_baseline, copy_memory
-from rnnzoo.tasks.base import TASKS, ModelIO, Sums, Task
+from rnnzoo.tasks.base import TASKS, GeneratedSplits, ModelIO, Sums, Task, split_stream
 
 
 @TASKS.register("copy")
@@ -21,12 +20,8 @@ class CopyTask(Task):
     """Copy memory (Arjovsky et al. 2016): an answer per step, cross-entropy over all
     steps; ``ce_vs_baseline`` below 1 means the model remembers something."""
 
-    class Data(Section):
+    class Data(GeneratedSplits):
         delay: int = Field(100, ge=1, description="T, blank steps between symbols and recall")
-        n_train: int = Field(10_000, ge=1)
-        n_val: int = Field(1_000, ge=1)
-        n_test: int = Field(1_000, ge=1)
-        seed: int = 0
 
     metric = "ce"
     modes: ClassVar[dict[str, Literal["min", "max"]]] = {
@@ -34,12 +29,8 @@ class CopyTask(Task):
     }  # fmt: skip
 
     def dataset(self, split: str) -> Dataset[Batch]:
-        self.check_split(split)
-        d = self.data
-        size = {"train": d.n_train, "val": d.n_val, "test": d.n_test}[split]
-        offset = self.splits.index(split)
-        gen = torch.Generator().manual_seed(d.seed * len(self.splits) + offset)
-        return TensorBatches(*copy_memory(size, d.delay, gen))
+        size, gen = split_stream(self, split)
+        return TensorBatches(*copy_memory(size, self.data.delay, gen))
 
     @property
     def io(self) -> ModelIO:
