@@ -313,7 +313,8 @@ def main() -> None:
         f"{dt.date.today()} ({platform.machine()}, {torch.get_num_threads()} threads, torch "
         f"{torch.__version__}, {'CUDA' if torch.cuda.is_available() else 'CPU'}). Budget: "
         f"{args.budget_minutes:g} minutes of wall time per training run "
-        f"({args.copy_minutes:g} on the copy task; `rnnzoo compare --budget-minutes`), one seed (0), best checkpoint selected on "
+        f"({args.copy_minutes:g} on the copy task; `rnnzoo compare --budget-minutes`), one "
+        "seed (0), best checkpoint selected on "
         f"validation; {minutes:.0f} minutes in all. Small budgets: each verdict is about "
         "these runs, not a general law.",
         "",
