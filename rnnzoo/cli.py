@@ -145,10 +145,29 @@ def predict(
         Path | None,
         typer.Option(help="Forecasting: the CSV to write (default: RUN_DIR/forecast.csv)."),
     ] = None,
+    label: Annotated[
+        str | None, typer.Option(help="Generation: the condition, e.g. pos or neg.")
+    ] = None,
+    max_len: Annotated[
+        int | None, typer.Option(min=1, help="Generation and decoding: the longest output.")
+    ] = None,
+    temperature: Annotated[
+        float, typer.Option(min=0.0, help="Generation: sampling temperature; 0 is greedy.")
+    ] = 1.0,
+    seed: Annotated[
+        int | None, typer.Option(help="Generation: random seed, for a repeatable sample.")
+    ] = None,
+    samples: Annotated[int, typer.Option(min=1, help="Generation: how many samples.")] = 1,
+    beam_width: Annotated[
+        int | None,
+        typer.Option(min=1, help="Sequence-to-sequence: beam width (default: the config's)."),
+    ] = None,
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
 ) -> None:
-    """Run a trained model: a label per text, or a forecast of the next horizon as CSV."""
+    """Run a trained model: a label or tags per text, a decoded sequence, a forecast of
+    the next horizon as CSV, or generated text."""
     from rnnzoo import runs
+    from rnnzoo.tasks.base import PredictRequest
 
     if text is not None and file is not None:
         typer.echo("error: give a TEXT argument or --file FILE, not both", err=True)
@@ -161,7 +180,11 @@ def predict(
             texts = [line for line in file.read_text(errors="replace").splitlines() if line.strip()]
         elif text is not None:
             texts = [text]
-        lines = runs.predict(run_dir, texts, checkpoint, data_path, cutoff, out)
+        request = PredictRequest(
+            run_dir, texts, data_path, cutoff, out,
+            label, max_len, temperature, seed, samples, beam_width,
+        )  # fmt: skip
+        lines = runs.predict(request, checkpoint)
     for line in lines:
         typer.echo(line)
 

@@ -172,17 +172,9 @@ def evaluate(
     return metrics
 
 
-def predict(
-    run_dir: Path,
-    texts: list[str] | None = None,
-    which: str = "best",
-    data_path: Path | None = None,
-    cutoff: str | None = None,
-    out: Path | None = None,
-) -> list[str]:
-    """The trained model's answers as lines: one per text, or a forecast table."""
-    _, task, model = load_run(run_dir, which)
-    request = PredictRequest(run_dir, texts, data_path, cutoff, out)
+def predict(request: PredictRequest, which: str = "best") -> list[str]:
+    """The trained model's answers as lines: one per text, a forecast table, or samples."""
+    _, task, model = load_run(request.run_dir, which)
     return task.predict(model, request)
 
 

@@ -1,5 +1,6 @@
 """Models for the tasks, registered by name in ``MODELS``."""
 
+from rnnzoo.models import generator, seq2seq, tagger  # noqa: F401 - registers
 from rnnzoo.models.base import MODELS, RecurrentArgs, build_model, list_models
 from rnnzoo.models.baselines import LinearForecaster, RepeatLast, SeasonalNaive
 from rnnzoo.models.classifier import SequenceClassifier

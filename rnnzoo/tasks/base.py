@@ -24,19 +24,32 @@ Sums = dict[str, tuple[Tensor, Tensor]]
 """Metric name -> (sum over the batch, number of items summed)."""
 
 
+Output = Literal["one", "per_step", "horizon", "sequence", "next_token"]
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelIO:
     """What a task tells the model builder: feature size in (or, for token ids, the
-    vocabulary size), size of the output, and its shape: ``one`` vector per sequence
-    (B, output_size), one ``per_step`` (B, T, output_size), or a ``horizon`` of future
-    steps (B, horizon, output_size) from a window of ``input_len`` steps."""
+    vocabulary size), size of the output, and its shape (``output``):
+
+    * ``one``: a vector per sequence, (B, output_size);
+    * ``per_step``: one per input step, (B, T, output_size);
+    * ``horizon``: the next ``horizon`` steps, (B, horizon, output_size), from a window
+      of ``input_len`` steps;
+    * ``sequence``: an output sequence of its own length, up to ``max_output_len``
+      tokens from a vocabulary of ``output_size`` (sequence-to-sequence);
+    * ``next_token``: scores of the next token at each step, (B, T, output_size),
+      given a condition, one of ``num_conditions`` classes (a conditional generator).
+    """
 
     input_size: int
     output_size: int
     vocab_size: int | None = None
     input_len: int | None = None
     horizon: int | None = None
-    output: Literal["one", "per_step", "horizon"] = "one"
+    output: Output = "one"
+    max_output_len: int | None = None
+    num_conditions: int | None = None
 
 
 @dataclasses.dataclass
@@ -48,6 +61,12 @@ class PredictRequest:
     data_path: Path | None = None
     cutoff: str | None = None
     out: Path | None = None
+    label: str | None = None  # a generator's condition ("pos")
+    max_len: int | None = None  # longest output to generate or decode
+    temperature: float = 1.0  # sampling; 0 is greedy
+    seed: int | None = None  # sampling: the same seed gives the same text
+    samples: int = 1  # how many to generate
+    beam_width: int | None = None  # decoding; None: the run's config
 
 
 class Task:

@@ -1,0 +1,1 @@
+"""Conditional character generator (filled in by issue 8)."""

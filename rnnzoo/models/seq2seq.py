@@ -1,0 +1,1 @@
+"""Encoder-decoder sequence-to-sequence model (filled in by issue 8)."""
