@@ -140,13 +140,21 @@ def test_every_shipped_config_loads_validates_and_builds(path: Path):
     task = TASKS.get(config.task)(config.data)
     io = task.nominal_io
     model = build_model(config.model, io)  # no data needed to check this
-    x = (
-        torch.randint(1, 10, (2, 5))
-        if io.vocab_size
-        else torch.randn(2, io.input_len or 5, io.input_size)
-    )
+    if io.vocab_size:
+        x = torch.randint(1, 10, (2, 5))
+        if io.output == "next_token":  # column 0: the condition
+            x[:, 0] = torch.arange(2) % (io.num_conditions or 1)
+    else:
+        x = torch.randn(2, io.input_len or 5, io.input_size)
     out = model(x)
-    steps = {"one": (), "per_step": (x.shape[1],), "horizon": (io.horizon,)}[io.output]
-    assert out.shape == (2, *steps, io.output_size)
+    if io.output == "sequence":  # decoded: scores along the decoded path, and its tokens
+        assert out.logits.shape[0] == 2 and out.logits.shape[-1] == io.output_size
+        assert out.tokens.shape[0] == 2 and out.tokens.shape[1] <= (io.max_output_len or 0)
+    else:
+        steps = {
+            "one": (), "per_step": (x.shape[1],), "horizon": (io.horizon,),
+            "next_token": (x.shape[1] - 1,),
+        }[io.output]  # fmt: skip
+        assert out.shape == (2, *steps, io.output_size)
     if "naive" not in config.model.name and "repeat" not in config.model.name:
         assert sum(p.numel() for p in model.parameters()) > 0
