@@ -114,6 +114,10 @@ def eval_(
     ] = None,
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    beam_width: Annotated[
+        int | None,
+        typer.Option(min=1, help="Sequence-to-sequence: decode with this beam width."),
+    ] = None,
 ) -> None:
     """Score a trained run on a split; prints the metrics and writes eval_<split>.json."""
     from rnnzoo import runs
@@ -122,8 +126,11 @@ def eval_(
         typer.echo(f"error: --checkpoint must be best or last, got {checkpoint!r}", err=True)
         raise typer.Exit(2)
     with _user_errors():
-        metrics = runs.evaluate(run_dir, split, checkpoint, data_path, device)
-    typer.echo(json.dumps({"split": split, "checkpoint": checkpoint, **metrics}, indent=2))
+        metrics = runs.evaluate(
+            run_dir, split, checkpoint, data_path, device, beam_width=beam_width
+        )
+    shown = {"split": split, "checkpoint": checkpoint, "beam_width": beam_width, **metrics}
+    typer.echo(json.dumps({k: v for k, v in shown.items() if v is not None}, indent=2))
 
 
 @app.command()

@@ -22,7 +22,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,13 +134,21 @@ def train(
 
 
 def load_run(
-    run_dir: Path, which: str = "best", data_path: Path | None = None
+    run_dir: Path,
+    which: str = "best",
+    data_path: Path | None = None,
+    overrides: Sequence[str] = (),
 ) -> tuple[Config, Task, nn.Module]:
-    """Rebuild config, task and model (with the checkpoint's weights) from a run folder."""
+    """Rebuild config, task and model (with the checkpoint's weights) from a run folder.
+
+    ``overrides`` (``key=value``) may change how the model is used, not its weights
+    (``model.beam_width=4``)."""
     state = checkpoint.load(_checkpoint_path(run_dir, which))
     raw = state["config"]
     if data_path is not None:
-        raw = apply_overrides(raw, [f"data.path={data_path}"])
+        overrides = [*overrides, f"data.path={data_path}"]
+    if overrides:
+        raw = apply_overrides(raw, list(overrides))
     config = parse_config(raw, source=str(run_dir))
     task = TASKS.get(config.task)(config.data)
     task.load_state(run_dir)
@@ -156,17 +164,21 @@ def evaluate(
     data_path: Path | None = None,
     device: str = "auto",
     plots: bool = True,
+    beam_width: int | None = None,
 ) -> dict[str, float]:
-    """Metrics of a run's checkpoint on ``split``; also written to ``eval_<split>.json``,
-    with the task's plots (a forecast's ``forecast_<split>.png``) beside it."""
-    config, task, model = load_run(run_dir, which, data_path)
+    """Metrics of a run's checkpoint on ``split``; also written to ``eval_<split>.json``
+    (``eval_<split>_beam<k>.json`` with a beam width), with the task's plots (a
+    forecast's ``forecast_<split>.png``) beside it."""
+    beam = [] if beam_width is None else [f"model.beam_width={beam_width}"]
+    config, task, model = load_run(run_dir, which, data_path, beam)
     task.check_split(split)
     dev = resolve_device(device, World())
     size = config.train.eval_batch_size or config.train.batch_size
     model = model.to(dev)
     data = task.dataset(split)
     metrics = evaluate_model(model, task, data, dev, size, precision=config.train.precision)
-    _write_json(run_dir / f"eval_{split}.json", {"split": split, "checkpoint": which, **metrics})
+    name = f"eval_{split}" if beam_width is None else f"eval_{split}_beam{beam_width}"
+    _write_json(run_dir / f"{name}.json", {"split": split, "checkpoint": which, **metrics})
     if plots:
         task.figures(model, split, run_dir, dev)
     return metrics

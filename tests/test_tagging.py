@@ -142,6 +142,8 @@ def test_train_eval_predict_through_the_cli(tmp_path: Path):
     pairs = result.output.split()
     assert [p.split("/")[0] for p in pairs] == ["3", "12", "5"]
     assert all(0 <= int(p.split("/")[1]) < K for p in pairs)
+    result = runner.invoke(app, ["eval", str(run), "--beam-width", "2"])  # nothing to decode
+    assert result.exit_code == 2 and "model.beam_width" in result.output, result.output
     for bad in ("3 13", "three"):
         result = runner.invoke(app, ["predict", str(run), bad])
         assert result.exit_code == 2 and "word ids" in result.output, result.output

@@ -82,3 +82,31 @@ class TokenBatches(Dataset[Batch]):
 
     def __getitem__(self, index: int) -> Batch:
         return self.__getitems__([index])
+
+
+class PairBatches(Dataset[Batch]):
+    """Token id sequence pairs, each side padded per batch (pad id 0).
+
+    A batch holds inputs (B, S) with lengths (B,) and targets (B, U), each target
+    followed by EOS. ``lengths`` (source + target, the work a pair costs) and
+    ``bucket`` let the sampler batch pairs of similar size together.
+    """
+
+    def __init__(self, sources: Sequence[Tensor], targets: Sequence[Tensor], bucket: int = 1):
+        if len(sources) != len(targets):
+            raise ValueError("one target per source expected")
+        self.sources, self.targets, self.bucket = list(sources), list(targets), bucket
+        self.lengths = [len(s) + len(t) for s, t in zip(self.sources, self.targets, strict=True)]
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitems__(self, indices: Sequence[int]) -> Batch:
+        pad = torch.nn.utils.rnn.pad_sequence
+        sources = [self.sources[i] for i in indices]
+        targets = [self.targets[i] for i in indices]
+        lengths = torch.tensor([len(s) for s in sources], dtype=torch.long)
+        return Batch(pad(sources, batch_first=True), pad(targets, batch_first=True), lengths)
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.__getitems__([index])

@@ -42,7 +42,9 @@ Every model is called as ``model(inputs, lengths=None, targets=None)``: the trai
 passes the batch's targets while training (for teacher forcing; most models ignore
 them) and never while scoring. A class's ``output`` says the shape it returns (see
 ``ModelIO``: ``one``, the default, ``per_step`` or ``horizon``); it is built only for
-tasks that ask for that shape.
+tasks that ask for that shape. A ``sequence`` model returns ``rnnzoo.tasks.base.Decoded``
+and also has ``decode(inputs, lengths, beam_width=None, max_len=None) -> Decoded``, which
+``predict`` calls with the user's beam width and length.
 """
 
 

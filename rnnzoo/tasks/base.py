@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 from pydantic import Field
@@ -50,6 +50,22 @@ class ModelIO:
     output: Output = "one"
     max_output_len: int | None = None
     num_conditions: int | None = None
+
+
+class Decoded(NamedTuple):
+    """What a ``sequence`` model returns: scores and the chosen tokens, position by position.
+
+    logits: (B, U, V) the model's scores at each output position (with targets: of the
+        teacher-forced pass; decoding: along the chosen sequence, zeros after its EOS);
+    tokens: (B, U) with targets: the best token at each position; decoding: the chosen
+        sequence, EOS included, pad (0) after it. Pad and BOS are never chosen.
+    """
+
+    logits: Tensor
+    tokens: Tensor
+
+    def float(self) -> Decoded:  # the trainer calls output.float()
+        return Decoded(self.logits.float(), self.tokens)
 
 
 @dataclasses.dataclass
