@@ -39,6 +39,7 @@ from rnnzoo.compare import compare
 from rnnzoo.diagnostics import diagnose
 from rnnzoo.layers import Recurrent
 from rnnzoo.perf import tune_cpu_allocator
+from rnnzoo.runs import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
@@ -338,6 +339,48 @@ def tagging_section(args: Any, out: list[str]) -> None:
     ]
 
 
+def seq2seq_section(args: Any, out: list[str]) -> None:
+    names = ("numbers_gru", "numbers_gru_attention")
+    direction = ["data.direction=digits_to_words"]  # long outputs: where attention matters
+    rows = run_compare(
+        "seq2seq", [CONFIGS / f"{n}.yaml" for n in names], direction, args, args.seq2seq_minutes
+    )
+    greedy = {n: _summary(args, "seq2seq", n)["test"] for n in names}
+    beam = {
+        n: evaluate(args.work / "seq2seq" / "runs" / f"{n}-seed0", "test", beam_width=4)
+        for n in names
+    }
+    plain, attention = (greedy[n]["exact_match"] for n in names)
+    verdict = "holds" if attention > plain else "does not hold"
+    out += [
+        "## 6. Sequence-to-sequence: attention and beam search",
+        "",
+        "**Claim:** an encoder-decoder with attention beats one that must squeeze the input "
+        f"into its final state, on outputs longer than the input. **Measured: the claim "
+        f"{verdict}:** test exact match {plain:.1%} without attention, {attention:.1%} with "
+        f"Luong attention, both GRUs at {args.seq2seq_minutes:g} minutes.",
+        "",
+        "The task: digits to English words (`configs/numbers_*.yaml` with "
+        '`--set data.direction=digits_to_words`: "342007" -> "three hundred forty-two '
+        'thousand seven", up to 64 characters out of 6 in), character by character; the '
+        "test numbers never occur in training.",
+        "",
+        "| config | test exact match, greedy | beam 4 | token accuracy, greedy | beam 4 |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {n} | {greedy[n]['exact_match']:.1%} | {beam[n]['exact_match']:.1%} "
+            f"| {greedy[n]['token_accuracy']:.2%} | {beam[n]['token_accuracy']:.2%} |"
+            for n in names
+        ),
+        "",
+        "Beam 4: `rnnzoo eval RUN --split test --beam-width 4` on the same checkpoints.",
+        "",
+        *table(rows),
+        "",
+        *curves("seq2seq"),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--imdb", type=Path, help="aclImdb_v1.tar.gz (or a train-only copy)")
@@ -345,6 +388,9 @@ def main() -> None:
     parser.add_argument("--budget-minutes", type=float, default=2.0, help="wall time per run")
     parser.add_argument(
         "--copy-minutes", type=float, default=5.0, help="wall time per copy-task run"
+    )
+    parser.add_argument(
+        "--seq2seq-minutes", type=float, default=4.0, help="wall time per seq2seq run"
     )
     parser.add_argument("--repeats", type=int, default=12, help="timing repeats (section 2)")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "report")
@@ -363,6 +409,7 @@ def main() -> None:
     if args.etth1 is not None:
         etth1_section(args, body)
     tagging_section(args, body)
+    seq2seq_section(args, body)
     minutes = (time.perf_counter() - started) / 60
     head = [
         "# What the measurements say",
@@ -371,7 +418,8 @@ def main() -> None:
         f"{dt.date.today()} ({platform.machine()}, {torch.get_num_threads()} threads, torch "
         f"{torch.__version__}, {'CUDA' if torch.cuda.is_available() else 'CPU'}). Budget: "
         f"{args.budget_minutes:g} minutes of wall time per training run "
-        f"({args.copy_minutes:g} on the copy task; `rnnzoo compare --budget-minutes`), one "
+        f"({args.copy_minutes:g} on the copy task, {args.seq2seq_minutes:g} on "
+        "sequence-to-sequence; `rnnzoo compare --budget-minutes`), one "
         "seed (0), best checkpoint selected on "
         f"validation; {minutes:.0f} minutes in all. Small budgets: each verdict is about "
         "these runs, not a general law.",
