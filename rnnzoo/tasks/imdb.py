@@ -16,34 +16,24 @@ from rnnzoo.data.batches import Batch
 from rnnzoo.tasks.base import TASKS, ModelIO, Sums, Task
 
 
-@TASKS.register("imdb")
-class IMDBTask(Task):
-    """IMDB review sentiment (Maas et al. 2011): positive or negative (many-to-one)."""
+class ReviewData(Section):
+    """The ``data:`` keys of every task on IMDB's reviews: where they are, the split."""
 
-    class Data(Section):
-        path: Path | None = Field(
-            None, description="aclImdb_v1.tar.gz, an aclImdb/ folder, or a partial tarball"
-        )
-        download: bool = Field(True, description="fetch the official archive if no copy is found")
-        val_fraction: float = Field(0.2, gt=0, lt=1, description="of train, seeded")
-        seed: int = 0
-        tokenizer: Literal["word", "bpe"] = "word"
-        vocab_size: int = Field(20_000, ge=10)
-        min_frequency: int = Field(2, ge=1)
-        max_len: int = Field(256, ge=1, description="tokens kept per review")
-        truncation: Literal["head", "tail", "head_tail"] = "head"
-        bucket: int = Field(50, ge=1, description="batches per length-sorted chunk (1: off)")
-        cache: bool = Field(True, description="keep parsed reviews in ~/.cache/rnnzoo")
+    path: Path | None = Field(
+        None, description="aclImdb_v1.tar.gz, an aclImdb/ folder, or a partial tarball"
+    )
+    download: bool = Field(True, description="fetch the official archive if no copy is found")
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="of train, seeded")
+    seed: int = 0
+    cache: bool = Field(True, description="keep parsed reviews in ~/.cache/rnnzoo")
 
-    metric = "accuracy"
-    modes: ClassVar[dict[str, Literal["min", "max"]]] = {
-        "loss": "min", "accuracy": "max", "pad_fraction": "min",
-    }  # fmt: skip
-    labels = ("negative", "positive")
+
+class ReviewSplits(Task):
+    """A task on IMDB's reviews: train, a seeded validation part of it, and test, each
+    read once (``ReviewData`` says from where)."""
 
     def __init__(self, data: Any) -> None:
         super().__init__(data)
-        self.tokenizer: Any = None
         self._splits: dict[str, list[Any]] = {}
 
     def _reviews(self, split: str) -> list[Any]:
@@ -69,6 +59,29 @@ class IMDBTask(Task):
         except DataError:
             return False
         return True
+
+
+@TASKS.register("imdb")
+class IMDBTask(ReviewSplits):
+    """IMDB review sentiment (Maas et al. 2011): positive or negative (many-to-one)."""
+
+    class Data(ReviewData):
+        tokenizer: Literal["word", "bpe"] = "word"
+        vocab_size: int = Field(20_000, ge=10)
+        min_frequency: int = Field(2, ge=1)
+        max_len: int = Field(256, ge=1, description="tokens kept per review")
+        truncation: Literal["head", "tail", "head_tail"] = "head"
+        bucket: int = Field(50, ge=1, description="batches per length-sorted chunk (1: off)")
+
+    metric = "accuracy"
+    modes: ClassVar[dict[str, Literal["min", "max"]]] = {
+        "loss": "min", "accuracy": "max", "pad_fraction": "min",
+    }  # fmt: skip
+    labels = ("negative", "positive")
+
+    def __init__(self, data: Any) -> None:
+        super().__init__(data)
+        self.tokenizer: Any = None
 
     def prepare(self) -> None:
         from rnnzoo.data.text import fit_tokenizer
