@@ -58,7 +58,7 @@ bench-forecast: $(STAMP) ## ETTh1 baselines vs RNN forecasters (hours on CPU); E
 	$(BIN)/python scripts/bench_forecast.py --data $(ETTH1) --out benchmarks/forecast.json
 
 IMDB ?= data/aclImdb_v1.tar.gz
-report: $(STAMP) ## measure the taught claims into docs/REPORT.md (about 35 min on an idle 2-core CPU); IMDB=... ETTH1=...
+report: $(STAMP) ## measure the taught claims into docs/REPORT.md (about an hour on an idle 2-core CPU); IMDB=... ETTH1=...
 	$(BIN)/python scripts/make_report.py --imdb $(IMDB) --etth1 $(ETTH1) --budget-minutes 2
 
 clean: ## remove the virtual environment and caches
