@@ -53,14 +53,20 @@ def run_compare(
     name: str, configs: list[Path], overrides: list[str], args: Any, minutes: float | None = None
 ) -> list[dict[str, Any]]:
     budget = minutes or args.budget_minutes
+    load_file = args.work / name / "load.json"  # the load while its runs trained
     trains = not (args.work / name / "compare.json").is_file()  # else its runs are reused
-    if trains:
-        args.load.append(os.getloadavg()[0])
+    before = os.getloadavg()[0]
     folder = compare(configs, overrides, 1, budget, args.work / name, echo=_quiet)
     if trains:
-        args.load.append(os.getloadavg()[0])
+        load_file.write_text(json.dumps([before, os.getloadavg()[0]]))
+    if load_file.is_file():
+        args.load += json.loads(load_file.read_text())
+    else:  # trained by a version of this script that did not keep it
+        args.unknown_load.append(name)
+    rows = json.loads((folder / "compare.json").read_text())["rows"]
+    args.train_seconds += sum(r["seconds"] for r in rows)
     shutil.copyfile(folder / "compare.png", args.figures / f"compare_{name}.png")
-    return json.loads((folder / "compare.json").read_text())["rows"]
+    return rows
 
 
 def curves(name: str) -> list[str]:
@@ -309,12 +315,21 @@ def etth1_section(args: Any, out: list[str]) -> None:
     ]
 
 
-def _load_note(load: list[float]) -> list[str]:
+def _load_note(load: list[float], unknown: list[str]) -> list[str]:
     """Say whether other work shared the cores: a wall-time budget buys less under load."""
     threads = torch.get_num_threads()
     worst = max(load, default=0.0)
+    missing = (
+        f" (not recorded for the {', '.join(unknown)} runs, trained by an earlier version "
+        "of this script)"
+        if unknown
+        else ""
+    )
     if worst <= threads + 0.5:
-        return [f"The machine was otherwise idle (1-minute load average at most {worst:.1f}).", ""]
+        return [
+            f"The machine was otherwise idle (1-minute load average at most {worst:.1f}{missing}).",
+            "",
+        ]
     return [
         f"**Warning:** the 1-minute load average reached {worst:.1f} on {threads} threads: "
         "other work shared the machine, so budget-limited runs trained for less than their "
@@ -501,7 +516,9 @@ def main() -> None:
     tune_cpu_allocator()
     args.figures = args.out.parent / "figures"
     args.figures.mkdir(parents=True, exist_ok=True)
-    args.load = []  # 1-minute load averages before and after each comparison
+    args.load = []  # 1-minute load averages before and after each comparison's training
+    args.train_seconds = 0.0  # wall time of every training run in the report
+    args.unknown_load = []  # comparisons whose load was not recorded
     started = time.perf_counter()
     body: list[str] = []
     memory_section(args, body)
@@ -526,10 +543,12 @@ def main() -> None:
         f"sequence-to-sequence, {args.generator_minutes:g} for the generator; `rnnzoo compare "
         "--budget-minutes`), one "
         "seed (0), best checkpoint selected on "
-        f"validation; {minutes:.0f} minutes in all. Small budgets: each verdict is about "
+        f"validation; {args.train_seconds / 60:.0f} minutes of training in all (this "
+        f"invocation: {minutes:.0f} minutes; finished runs are reused). Small budgets: each "
+        "verdict is about "
         "these runs, not a general law.",
         "",
-        *_load_note(args.load),
+        *_load_note(args.load, args.unknown_load),
     ]
     args.out.write_text("\n".join(head + body))
     print(f"wrote {args.out}")
