@@ -223,7 +223,8 @@ class Trainer:
         value = val[self.metric]
         better = p.best is None or (value < p.best if self.mode == "min" else value > p.best)
         if better:
-            p.best, p.best_epoch, p.bad_epochs = value, p.epoch, 0
+            # p.epoch counts finished epochs; a partial one is the next, as it is logged
+            p.best, p.best_epoch, p.bad_epochs = value, p.epoch if done else p.epoch + 1, 0
         elif done:
             p.bad_epochs += 1
         if isinstance(self.scheduler, ReduceLROnPlateau):

@@ -97,6 +97,7 @@ def test_a_time_budget_stops_after_the_step_that_spends_it(tiny_config: Path):
     assert line["partial_epoch"] and line["step"] == 1
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == 1 and summary["peak_memory_mb"] > 0
+    assert summary["best_epoch"] == line["epoch"] == 1  # the partial epoch, numbered as logged
 
 
 def test_ctrl_c_saves_last_and_resume_matches(tiny_config: Path, monkeypatch):
