@@ -22,15 +22,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from rnnzoo import regularizers as reg
 from rnnzoo.cells.base import CELLS, RecurrentCell, State
 from rnnzoo.fused import fast_linear, fused_scan
 
 Lengths = Tensor | Sequence[int]
+StepFn = Callable[[Tensor, State, Any], State]
+"""A cell's ``step`` (gi, state, weights) -> new state, as ``loop_scan`` runs it."""
 
-IMPLS = ("auto", "loop", "fused", "torch")
+IMPLS = ("auto", "loop", "fused", "torch", "scan")
 """How a layer runs its recurrence: ``loop`` (autograd through each step's ops),
 ``fused`` (hand-written backward, rnnzoo.fused), ``torch`` (torch.nn's native kernels
-on our parameters, for comparison), ``auto`` (fused where the cell has it, else loop)."""
+on our parameters, for comparison), ``scan`` (all steps at once, for cells with a
+``parallel_scan``: minGRU, minLSTM), ``auto`` (fused where the cell has it, else loop;
+for cells with a scan, the scan on CUDA and the loop on CPU, where it measured faster)."""
 
 
 def _torch_rnn(nonlinearity: str) -> Any:
@@ -55,6 +60,15 @@ class Recurrent(nn.Module):
         cell: a name from ``rnnzoo.list_cells()`` ("lstm", "gru", "rnn_tanh", ...).
         input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional:
             as in ``torch.nn.LSTM``. ``dropout`` acts between layers, in training only.
+        input_dropout, hidden_dropout, weight_drop, zoneout: regularisers, rates in
+            [0, 1), 0 = off (see ``rnnzoo.regularizers``). ``input_dropout``: a locked
+            (B, I) mask on every layer's input, its own per layer. ``hidden_dropout``: a
+            locked (B, H) mask per unit on h_{t-1} where it enters W_hh. ``weight_drop``:
+            W_hh of every unit dropped once per pass (loop and fused). ``zoneout``: each
+            state unit keeps its old value with probability p, per step; eval mixes
+            p * old + (1 - p) * new. Zoneout, and hidden dropout in training, run the
+            per-step loop (the fused path is skipped then). ``step`` applies them
+            per call: its masks and dropped W_hh are fresh at every call.
         **cell_options: passed on to the cell's constructor.
 
     Inputs: ``input, hx=None, lengths=None``
@@ -84,6 +98,10 @@ class Recurrent(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         impl: str = "auto",
+        input_dropout: float = 0.0,
+        hidden_dropout: float = 0.0,
+        weight_drop: float = 0.0,
+        zoneout: float = 0.0,
         **cell_options: Any,
     ) -> None:
         super().__init__()
@@ -130,16 +148,49 @@ class Recurrent(nn.Module):
                 self._param_names.append(names)
         self.num_states: int = unit.num_states
         self.impl = self._resolve_impl(impl, unit)
+        self._check_regularizers(unit, input_dropout, hidden_dropout, weight_drop, zoneout)
+        self.input_dropout, self.hidden_dropout = float(input_dropout), float(hidden_dropout)
+        self.weight_drop, self.zoneout = float(weight_drop), float(zoneout)
+
+    def _check_regularizers(self, cell: RecurrentCell, *rates: float) -> None:
+        """Rates in [0, 1); the cell and the impl must support every one that is on."""
+        names = ("input_dropout", "hidden_dropout", "weight_drop", "zoneout")
+        named = dict(zip(names, rates, strict=True))
+        for name, p in named.items():
+            if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p < 1:
+                raise ValueError(f"{name} must be a number in [0, 1), got {p!r}")
+        on = [name for name, p in named.items() if p > 0]
+        if on and self.impl == "torch":
+            raise ValueError(
+                f"impl='torch' runs torch.nn's kernels, which have no {', '.join(on)}; "
+                "use impl='loop' or 'fused'"
+            )
+        for name in ("hidden_dropout", "weight_drop"):
+            if named[name] > 0 and self._param_names[0].get("weight_hh") is None:
+                raise ValueError(
+                    f"{name} acts on the recurrent weights, but cell {self.cell!r} has no "
+                    "weight_hh; use input_dropout or zoneout"
+                )
+        own_step = type(cell).step_dropped is not RecurrentCell.step_dropped
+        if named["hidden_dropout"] > 0 and cell.carries_h and not own_step:
+            raise ValueError(
+                f"hidden_dropout: cell {self.cell!r} carries h_{{t-1}} into h_t besides its "
+                "recurrent input and has no step_dropped; use weight_drop or zoneout"
+            )
 
     def _resolve_impl(self, impl: str, cell: RecurrentCell) -> str:
-        """``auto``: the fused fast path when the cell has one, else the plain loop."""
+        """``auto``: the cell's parallel scan, else its fused fast path, else the loop."""
         if impl not in IMPLS:
             raise ValueError(f"unknown impl {impl!r}; valid: {', '.join(IMPLS)}")
         if impl == "fused" and cell.fused_saved is None:
             raise ValueError(f"cell {self.cell!r} has no fused fast path; use impl='loop'")
+        if impl == "scan" and not cell.has_parallel_scan:
+            raise ValueError(f"cell {self.cell!r} has no parallel scan; use impl='loop'")
         if impl == "torch" and self.cell not in TORCH_TWINS:
             valid = ", ".join(TORCH_TWINS)
             raise ValueError(f"impl='torch' needs a torch.nn twin ({valid}), not {self.cell!r}")
+        if impl == "auto" and cell.has_parallel_scan:
+            return "auto_scan"  # the scan on CUDA, the loop on CPU (see _scan)
         if impl == "auto":
             return "loop" if cell.fused_saved is None else "fused"
         return impl
@@ -170,6 +221,30 @@ class Recurrent(nn.Module):
         names = self._param_names[unit]
         return SimpleNamespace(**{m: ours and getattr(self, ours) for m, ours in names.items()})
 
+    def _weights(self, unit: int) -> SimpleNamespace:
+        """``unit_weights`` for one pass. With weight-drop in training, W_hh is a dropped
+        copy, one for every step of the pass: autograd reaches the parameter through it
+        and the registered parameters (state_dict, optimisers) never change."""
+        w = self.unit_weights(unit)
+        if self.weight_drop > 0 and self.training:
+            w.weight_hh = F.dropout(w.weight_hh, self.weight_drop, training=True)
+        return w
+
+    def _step_fn(self, cell: RecurrentCell, h: Tensor) -> StepFn | None:
+        """The cell's step with hidden dropout (training) and zoneout, for one unit and
+        one pass; None when neither acts. h: (B, H), the shape of the locked mask."""
+        hidden = self.hidden_dropout > 0 and self.training
+        if not hidden and self.zoneout == 0:
+            return None
+        mask = reg.locked_mask(h, self.hidden_dropout) if hidden else None  # (B, H)
+        p, training = self.zoneout, self.training
+
+        def step(gi: Tensor, state: State, w: Any) -> State:
+            new = cell.step(gi, state, w) if mask is None else cell.step_dropped(gi, state, w, mask)
+            return reg.zoneout(state, new, p, training) if p > 0 else new
+
+        return step
+
     def forward(
         self,
         input: Tensor | PackedSequence,
@@ -193,6 +268,8 @@ class Recurrent(nn.Module):
 
         finals: list[State] = []
         for layer in range(self.num_layers):
+            if self.input_dropout > 0 and self.training:  # one (B, I) mask for all T steps
+                x = x * reg.locked_mask(x[0], self.input_dropout)
             outputs = []
             for direction in range(self.num_directions):
                 unit = layer * self.num_directions + direction
@@ -221,7 +298,8 @@ class Recurrent(nn.Module):
         For decoders that feed each output back as the next input, where ``forward``
         over a one-step sequence would pay its set-up on every step. The state is laid
         out as ``forward``'s (``(num_layers, B, H)``, or a tuple of them); dropout
-        between layers applies as in ``forward``. One direction only.
+        between layers applies as in ``forward``, and so do the regularisers, but drawn
+        afresh at every call (a locked mask cannot span calls). One direction only.
         """
         if self.bidirectional:
             raise ValueError(f"{type(self).__name__}.step runs forward in time: not bidirectional")
@@ -233,9 +311,12 @@ class Recurrent(nn.Module):
         states = self._initial_states(hx, x.unsqueeze(0), batched=True)
         finals: list[State] = []
         for layer in range(self.num_layers):
-            w = self.unit_weights(layer)
-            cell = self._cell(layer)
-            new = cell.step(cell.project(x, w), tuple(s[layer] for s in states), w)
+            w, cell = self._weights(layer), self._cell(layer)
+            if self.input_dropout > 0 and self.training:
+                x = x * reg.locked_mask(x, self.input_dropout)
+            start = tuple(s[layer] for s in states)
+            step = self._step_fn(cell, start[0]) or cell.step
+            new = step(cell.project(x, w), start, w)
             finals.append(new)
             x = new[0]
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
@@ -257,11 +338,18 @@ class Recurrent(nn.Module):
         ``valid``: (T, B, 1) bool, True where a step is real; ``full``: steps before
         which every sequence is still running, so no masking is needed there.
         """
-        cell, w = self._cell(unit), self.unit_weights(unit)
+        cell, w = self._cell(unit), self._weights(unit)
+        step = self._step_fn(cell, state[0])
         if self.recorder is not None and unit == (self.num_layers - 1) * self.num_directions:
             # rnnzoo.diagnostics is watching the top layer: every h_t a graph node
             gi = cell.project(x, w)
-            return loop_scan(cell, w, gi, state, valid, full, reverse, self.recorder.append)
+            return loop_scan(cell, w, gi, state, valid, full, reverse, self.recorder.append, step)
+        if step is not None:  # hidden dropout or zoneout act inside each step: the loop
+            return loop_scan(cell, w, cell.project(x, w), state, valid, full, reverse, step=step)
+        if self.impl == "scan" or (self.impl == "auto_scan" and x.is_cuda):
+            # Every step at once: (T, B, G) -> the cell's scan. ``auto`` takes it on GPUs
+            # only: on a 2-core CPU the loop ran 2-5x faster (benchmarks/RESULTS.md).
+            return cell.parallel_scan(cell.project(x, w), state, w, valid, reverse)
         if self.impl == "fused":  # the standard projection, on the fastest kernels
             gi = fast_linear(x, w.weight_ih, w.bias_ih)
             return fused_scan(cell, gi, state, w.weight_hh, w.bias_hh, valid, full, reverse)
@@ -367,6 +455,10 @@ class Recurrent(nn.Module):
             ("batch_first", False),
             ("dropout", 0.0),
             ("bidirectional", False),
+            ("input_dropout", 0.0),
+            ("hidden_dropout", 0.0),
+            ("weight_drop", 0.0),
+            ("zoneout", 0.0),
         ]:
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)}"
@@ -382,16 +474,19 @@ def loop_scan(
     full: int,
     reverse: bool,
     on_step: Callable[[Tensor], None] | None = None,
+    step: StepFn | None = None,
 ) -> tuple[Tensor, State]:
     """The plain path: each step's equations, with autograd recording every op.
 
-    ``on_step`` is handed the hidden state carried out of every step, in order.
+    ``on_step`` is handed the hidden state carried out of every step, in order;
+    ``step`` replaces ``cell.step`` (the layer's regularised step).
     """
+    step = step or cell.step
     steps = gi.shape[0]
     gi_t = gi.unbind(0)  # not gi[t]: indexing makes backward build a full-size zero per step
     outputs: list[Tensor] = [gi] * steps  # placeholders, all overwritten below
     for t in reversed(range(steps)) if reverse else range(steps):
-        new = cell.step(gi_t[t], state, w)
+        new = step(gi_t[t], state, w)
         if t < full:  # every sequence is still running: no masking needed
             state, outputs[t] = new, new[0]
         else:  # padded entries keep their state and output zero

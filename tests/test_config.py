@@ -44,7 +44,10 @@ def test_defaults_are_filled_in_and_typed():
         (with_("train", epochs="ten"), r"train.epochs: Input should be a valid integer.*'ten'"),
         (with_("train", optimizer="adagrad"), r"train.optimizer: Input should be 'adam', 'adamw'"),
         (with_("train", lr=-1), r"train.lr: Input should be greater than 0"),
-        (with_("model", cell="lstn"), r"model.cell: .*unknown cell 'lstn'.*valid names: gru, lstm"),
+        (
+            with_("model", cell="lstn"),
+            r"model.cell: .*unknown cell 'lstn'.*valid names: cifg_lstm, gru, .*lstm",
+        ),
         (with_("model", name="many_to_none"), r"unknown model 'many_to_none'.*many_to_one"),
         ({**TINY, "task": "adder"}, r"task: unknown task 'adder'.*valid names: adding"),
         ({k: v for k, v in TINY.items() if k != "task"}, r"task: required but missing"),

@@ -40,6 +40,7 @@ class RecurrentCell(nn.Module):
         weight_ih: (num_chunks * H, input_size)
         weight_hh: (num_chunks * H, H)
         bias_ih, bias_hh: (num_chunks * H,), or ``None`` when ``bias=False``
+    ``weight_hh`` and ``bias_hh`` are ``None`` when ``recurrent_weights`` is False.
     """
 
     num_chunks: ClassVar[int]
@@ -51,6 +52,10 @@ class RecurrentCell(nn.Module):
     that ``fused_step`` saves for backward; None: the cell has no fast path."""
     fused_gh_is_gi: ClassVar[bool] = True
     """Whether the recurrent part of the gates has the same gradient as the input part."""
+    recurrent_weights: ClassVar[bool] = True
+    """Whether the cell has ``weight_hh``/``bias_hh``; False for gates that see only x_t."""
+    has_parallel_scan: ClassVar[bool] = False
+    """Whether ``parallel_scan`` runs a whole sequence at once (``impl='scan'``)."""
 
     def __init__(
         self,
@@ -78,6 +83,9 @@ class RecurrentCell(nn.Module):
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
+        if not self.recurrent_weights:  # absent parts, as with bias=False (order kept)
+            self.register_parameter("weight_hh", None)
+            self.register_parameter("bias_hh", None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -103,6 +111,33 @@ class RecurrentCell(nn.Module):
     def step(self, gi: Tensor, state: State, w: Weights) -> State:
         """One time step. gi: (B, num_chunks * H), state: num_states x (B, H)."""
         raise NotImplementedError
+
+    def parallel_scan(
+        self, gi: Tensor, state: State, w: Weights, valid: Tensor | None, reverse: bool
+    ) -> tuple[Tensor, State]:
+        """Every step of one direction at once, equal to ``step`` run over time
+        (``impl='scan'``; set ``has_parallel_scan``). For cells whose step is linear in
+        the state with coefficients from x_t alone (see rnnzoo.cells.minimal).
+
+        gi: (T, B, num_chunks * H), ``project`` of every step; state: num_states x (B, H);
+        valid: (T, B, 1) bool, True at real steps (None: no padding); ``reverse``: run
+        each sequence from its own last valid step back to step 0. Returns the outputs
+        (T, B, H) in time order, zero at padded steps, and the state at each sequence's
+        last step run (padded steps keep the state, as in the loop).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no parallel scan")
+
+    carries_h: ClassVar[bool] = False
+    """Whether h_{t-1} also reaches h_t directly, not only through the recurrent input
+    (GRU: z_t * h_{t-1}). Such a cell must override ``step_dropped`` to support
+    ``Recurrent(hidden_dropout=...)``; the layer rejects the option otherwise."""
+
+    def step_dropped(self, gi: Tensor, state: State, w: Weights, mask: Tensor) -> State:
+        """``step`` with variational hidden dropout (rnnzoo.regularizers): the recurrent
+        input is h_{t-1} * mask, mask (B, H) already scaled by 1 / (1 - p), while the
+        state carried on stays whole. Masking state[0] does exactly that when h_{t-1}
+        enters only through the recurrent input (``carries_h`` False)."""
+        return self.step(gi, (state[0] * mask, *state[1:]), w)
 
     # -- the fast path's contract (see rnnzoo.fused); cells without it use the loop --
 

@@ -22,9 +22,18 @@ class GRUCell(RecurrentCell):
 
     num_chunks = 3
 
+    carries_h = True  # z_t * h_{t-1}: hidden dropout masks only the gates' copy
+
     def step(self, gi: Tensor, state: State, w: Weights) -> State:
-        (h,) = state
-        gh = F.linear(h, w.weight_hh, w.bias_hh)  # (B, 3H)
+        return self._step(gi, state[0], state[0], w)
+
+    def step_dropped(self, gi: Tensor, state: State, w: Weights, mask: Tensor) -> State:
+        return self._step(gi, state[0] * mask, state[0], w)
+
+    def _step(self, gi: Tensor, h_in: Tensor, h: Tensor, w: Weights) -> State:
+        """h_in (B, H) enters the gates, h (B, H) is carried into h_t: both are h_{t-1}
+        unless hidden dropout has masked h_in."""
+        gh = F.linear(h_in, w.weight_hh, w.bias_hh)  # (B, 3H)
         i_r, i_z, i_n = gi.chunk(3, dim=1)
         h_r, h_z, h_n = gh.chunk(3, dim=1)
         r_t = torch.sigmoid(i_r + h_r)
