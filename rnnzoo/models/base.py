@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from rnnzoo.cells import CELLS
 from rnnzoo.config import ConfigError, Section
+from rnnzoo.layers import Recurrent
 from rnnzoo.registry import Registry
 from rnnzoo.tasks import ModelIO
 
@@ -23,8 +24,21 @@ class RecurrentArgs(Section):
     num_layers: int = Field(1, ge=1)
     bidirectional: bool = False
     dropout: float = Field(0.0, ge=0, le=1, description="between recurrent layers")
-    impl: Literal["auto", "loop", "fused", "torch"] = Field(
+    impl: Literal["auto", "loop", "fused", "torch", "scan"] = Field(
         "auto", description="how the recurrence runs; see rnnzoo.layers.IMPLS"
+    )
+    # Regularisers (rnnzoo.regularizers), rates in [0, 1), 0 = off.
+    input_dropout: float = Field(
+        0.0, ge=0, lt=1, description="locked mask on every layer's input, same at all steps"
+    )
+    hidden_dropout: float = Field(
+        0.0, ge=0, lt=1, description="locked mask on h_{t-1} where it enters W_hh"
+    )
+    weight_drop: float = Field(
+        0.0, ge=0, lt=1, description="DropConnect on W_hh, one draw per forward pass"
+    )
+    zoneout: float = Field(
+        0.0, ge=0, lt=1, description="chance that a state unit keeps its previous value"
     )
 
     @field_validator("cell")
@@ -33,6 +47,28 @@ class RecurrentArgs(Section):
         if cell not in CELLS:
             raise ValueError(CELLS.unknown_message(cell))
         return cell
+
+    def recurrent(self, input_size: int, bidirectional: bool | None = None) -> Recurrent:
+        """The batch-first ``Recurrent`` these keys describe, every option passed on.
+
+        ``bidirectional`` None: the config's (a decoder passes False). A combination
+        the layer refuses (a regulariser the cell cannot take) is a ``ConfigError``
+        naming the key."""
+        try:
+            return Recurrent(
+                self.cell, input_size, self.hidden_size, self.num_layers, batch_first=True,
+                dropout=self.dropout, impl=self.impl,
+                bidirectional=self.bidirectional if bidirectional is None else bidirectional,
+                input_dropout=self.input_dropout, hidden_dropout=self.hidden_dropout,
+                weight_drop=self.weight_drop, zoneout=self.zoneout,
+            )  # fmt: skip
+        except ValueError as err:
+            raise ConfigError(f"model: {err}") from None
+
+
+WORD_DROPOUT = "chance to drop a whole word type (an embedding row) in a pass"
+"""Description of the token models' ``word_dropout`` (``rnnzoo.regularizers.embedding_dropout``),
+unlike their ``embedding_dropout``, which drops single features of embedded tokens."""
 
 
 MODELS: Registry[Any] = Registry("model")

@@ -9,8 +9,8 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from rnnzoo.config import ConfigError
-from rnnzoo.layers import Recurrent
-from rnnzoo.models.base import MODELS, RecurrentArgs, top_layer_state
+from rnnzoo.models.base import MODELS, WORD_DROPOUT, RecurrentArgs, top_layer_state
+from rnnzoo.regularizers import embedding_dropout
 from rnnzoo.tasks import ModelIO
 
 
@@ -27,6 +27,7 @@ class SequenceClassifier(nn.Module):
         name: Literal["sequence_classifier"] = "sequence_classifier"
         embedding_dim: int = Field(128, ge=1)
         embedding_dropout: float = Field(0.0, ge=0, lt=1, description="on embedded tokens")
+        word_dropout: float = Field(0.0, ge=0, lt=1, description=WORD_DROPOUT)
         head_dropout: float = Field(0.0, ge=0, lt=1, description="before the linear head")
         pooling: Literal["last", "mean", "max", "concat"] = "last"
 
@@ -34,11 +35,8 @@ class SequenceClassifier(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, args.embedding_dim, padding_idx=0)
         self.embedding_dropout = nn.Dropout(args.embedding_dropout)
-        self.rnn = Recurrent(
-            args.cell, args.embedding_dim, args.hidden_size, args.num_layers,
-            batch_first=True, dropout=args.dropout, bidirectional=args.bidirectional,
-            impl=args.impl,
-        )  # fmt: skip
+        self.word_dropout = args.word_dropout
+        self.rnn = args.recurrent(args.embedding_dim)
         self.pooling = args.pooling
         width = args.hidden_size * self.rnn.num_directions
         self.head = nn.Sequential(
@@ -56,7 +54,8 @@ class SequenceClassifier(nn.Module):
         self, inputs: Tensor, lengths: Tensor | None = None, targets: Tensor | None = None
     ) -> Tensor:
         """inputs: (B, T) token ids, lengths: (B,) or None -> (B, num_classes) scores."""
-        x = self.embedding_dropout(self.embedding(inputs))  # (B, T, E)
+        x = embedding_dropout(self.embedding, inputs, self.word_dropout, self.training)
+        x = self.embedding_dropout(x)  # (B, T, E)
         out, h_n = self.rnn(x, lengths=lengths)  # out: (B, T, D*H)
         assert isinstance(out, Tensor)
         parts = []

@@ -25,7 +25,6 @@ from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from rnnzoo.config import ConfigError
-from rnnzoo.layers import Recurrent
 from rnnzoo.models.base import MODELS, RecurrentArgs, top_layer_state
 from rnnzoo.tasks import ModelIO
 
@@ -108,10 +107,7 @@ class Forecaster(ForecastModel):
 
     def __init__(self, io: ModelIO, args: Args) -> None:
         super().__init__(io, args.norm)
-        self.rnn = Recurrent(
-            args.cell, self.n_in, args.hidden_size, args.num_layers, batch_first=True,
-            dropout=args.dropout, bidirectional=args.bidirectional, impl=args.impl,
-        )  # fmt: skip
+        self.rnn = args.recurrent(self.n_in)
         self.dropout = nn.Dropout(args.head_dropout)
         self.head = nn.Linear(args.hidden_size * self.rnn.num_directions, self.horizon * self.n_out)
 
@@ -144,14 +140,8 @@ class Seq2SeqForecaster(ForecastModel):
     def __init__(self, io: ModelIO, args: Args) -> None:
         super().__init__(io, args.norm)
         self.teacher_forcing = args.teacher_forcing
-
-        def layer(input_size: int) -> Recurrent:
-            return Recurrent(
-                args.cell, input_size, args.hidden_size, args.num_layers,
-                batch_first=True, dropout=args.dropout, impl=args.impl,
-            )  # fmt: skip
-
-        self.encoder, self.decoder = layer(self.n_in), layer(self.n_out)
+        self.encoder = args.recurrent(self.n_in)
+        self.decoder = args.recurrent(self.n_out, bidirectional=False)
         self.head = nn.Linear(args.hidden_size, self.n_out)
 
     @classmethod
@@ -213,9 +203,7 @@ class SegRNN(ForecastModel):
                 raise ConfigError(f"model.segment_len {w} does not divide data.{what} {n}")
         self.w, self.n_segments_out = w, self.horizon // w
         self.embed = nn.Sequential(nn.Linear(w, d), nn.ReLU())
-        self.rnn = Recurrent(
-            args.cell, d, d, args.num_layers, batch_first=True, dropout=args.dropout, impl=args.impl
-        )
+        self.rnn = args.recurrent(d)  # hidden_size is d too
         self.position = nn.Parameter(torch.randn(self.n_segments_out, d // 2))
         self.column = nn.Parameter(torch.randn(self.n_in, d // 2))
         self.dropout = nn.Dropout(args.head_dropout)

@@ -9,8 +9,8 @@ from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from rnnzoo.config import ConfigError
-from rnnzoo.layers import Recurrent
-from rnnzoo.models.base import MODELS, RecurrentArgs
+from rnnzoo.models.base import MODELS, WORD_DROPOUT, RecurrentArgs
+from rnnzoo.regularizers import embedding_dropout
 from rnnzoo.tasks import ModelIO
 
 PAD = 0  # every token task pads with 0; it is never generated
@@ -42,6 +42,7 @@ class ConditionalGenerator(nn.Module):
         name: Literal["conditional_generator"] = "conditional_generator"
         embedding_dim: int = Field(64, ge=1)
         embedding_dropout: float = Field(0.0, ge=0, lt=1, description="on embedded tokens")
+        word_dropout: float = Field(0.0, ge=0, lt=1, description=WORD_DROPOUT)
         head_dropout: float = Field(0.0, ge=0, lt=1, description="before the linear head")
         condition_each_step: bool = Field(
             False, description="also feed the condition with every token, not only as h_0"
@@ -65,10 +66,8 @@ class ConditionalGenerator(nn.Module):
         self.step_condition = (
             nn.Embedding(num_conditions, args.condition_dim) if args.condition_each_step else None
         )
-        self.rnn = Recurrent(
-            args.cell, args.embedding_dim + step_condition, args.hidden_size, args.num_layers,
-            batch_first=True, dropout=args.dropout, impl=args.impl,
-        )  # fmt: skip
+        self.word_dropout = args.word_dropout
+        self.rnn = args.recurrent(args.embedding_dim + step_condition, bidirectional=False)
         # One row per condition: every layer's every initial state, side by side.
         states = self.rnn.num_states * args.num_layers * args.hidden_size
         self.initial_state = nn.Embedding(num_conditions, states)
@@ -92,7 +91,8 @@ class ConditionalGenerator(nn.Module):
 
     def _embed(self, tokens: Tensor, conditions: Tensor) -> Tensor:
         """tokens: (B, T) or (B,), conditions: (B,) -> step inputs (B, T, I) or (B, I)."""
-        x = self.embedding_dropout(self.embedding(tokens))
+        x = embedding_dropout(self.embedding, tokens, self.word_dropout, self.training)
+        x = self.embedding_dropout(x)
         if self.step_condition is None:
             return x
         c = self.step_condition(conditions)  # (B, C)

@@ -7,7 +7,6 @@ from typing import Literal
 from pydantic import Field
 from torch import Tensor, nn
 
-from rnnzoo.layers import Recurrent
 from rnnzoo.models.base import MODELS, RecurrentArgs
 from rnnzoo.tasks import ModelIO
 
@@ -27,10 +26,7 @@ class ManyToMany(nn.Module):
 
     def __init__(self, io: ModelIO, args: Args) -> None:
         super().__init__()
-        self.rnn = Recurrent(
-            args.cell, io.input_size, args.hidden_size, args.num_layers, batch_first=True,
-            dropout=args.dropout, bidirectional=args.bidirectional, impl=args.impl,
-        )  # fmt: skip
+        self.rnn = args.recurrent(io.input_size)
         self.dropout = nn.Dropout(args.head_dropout)
         self.head = nn.Linear(args.hidden_size * self.rnn.num_directions, io.output_size)
 

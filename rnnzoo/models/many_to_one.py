@@ -7,7 +7,6 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from rnnzoo.layers import Recurrent
 from rnnzoo.models.base import MODELS, RecurrentArgs, top_layer_state
 from rnnzoo.tasks import ModelIO
 
@@ -35,21 +34,21 @@ class ManyToOne(nn.Module):
         dropout: float = 0.0,
         pooling: str = "last",
         impl: str = "auto",
+        **regularizers: float,
     ) -> None:
+        """``regularizers``: any of ``RecurrentArgs``' (input_dropout, zoneout, ...)."""
         super().__init__()
-        self.rnn = Recurrent(
-            cell, input_size, hidden_size, num_layers,
-            batch_first=True, dropout=dropout, bidirectional=bidirectional, impl=impl,
+        args = self.Args(
+            cell=cell, hidden_size=hidden_size, num_layers=num_layers, dropout=dropout,
+            bidirectional=bidirectional, impl=impl, pooling=pooling, **regularizers,
         )  # fmt: skip
+        self.rnn = args.recurrent(input_size)
         self.pooling = pooling
         self.head = nn.Linear(hidden_size * self.rnn.num_directions, output_size)
 
     @classmethod
     def build(cls, args: Args, io: ModelIO) -> ManyToOne:
-        return cls(
-            io.input_size, io.output_size, args.cell, args.hidden_size, args.num_layers,
-            args.bidirectional, args.dropout, args.pooling, args.impl,
-        )  # fmt: skip
+        return cls(io.input_size, io.output_size, **args.model_dump(exclude={"name"}))
 
     def forward(
         self, inputs: Tensor, lengths: Tensor | None = None, targets: Tensor | None = None

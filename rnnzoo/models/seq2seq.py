@@ -15,8 +15,8 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from rnnzoo.config import ConfigError
-from rnnzoo.layers import Recurrent
-from rnnzoo.models.base import MODELS, RecurrentArgs
+from rnnzoo.models.base import MODELS, WORD_DROPOUT, RecurrentArgs
+from rnnzoo.regularizers import embedding_dropout
 from rnnzoo.tasks import ModelIO
 from rnnzoo.tasks.base import Decoded
 
@@ -65,6 +65,7 @@ class Seq2Seq(nn.Module):
     class Args(RecurrentArgs):
         name: Literal["seq2seq"] = "seq2seq"
         embedding_dim: int = Field(64, ge=1, description="source and target token embeddings")
+        word_dropout: float = Field(0.0, ge=0, lt=1, description=WORD_DROPOUT)
         attention: Literal["none", "luong"] = "luong"
         teacher_forcing: float = Field(
             1.0, ge=0, le=1, description="training: chance to read the true previous token"
@@ -84,14 +85,8 @@ class Seq2Seq(nn.Module):
         e, h, d = args.embedding_dim, args.hidden_size, 2 if args.bidirectional else 1
         self.source_embedding = nn.Embedding(io.vocab_size, e, padding_idx=PAD)
         self.target_embedding = nn.Embedding(io.output_size, e, padding_idx=PAD)
-
-        def layer(bidirectional: bool) -> Recurrent:
-            return Recurrent(
-                args.cell, e, h, args.num_layers, batch_first=True, dropout=args.dropout,
-                bidirectional=bidirectional, impl=args.impl,
-            )  # fmt: skip
-
-        self.encoder, self.decoder = layer(args.bidirectional), layer(False)
+        self.word_dropout = args.word_dropout  # source and target words, each its own draw
+        self.encoder, self.decoder = args.recurrent(e), args.recurrent(e, bidirectional=False)
         self.bridge = nn.ModuleList(
             nn.Linear(2 * h, h) for _ in range(self.encoder.num_states if d == 2 else 0)
         )
@@ -110,9 +105,13 @@ class Seq2Seq(nn.Module):
 
     # -- the parts ------------------------------------------------------------------
 
+    def _embed(self, embedding: nn.Embedding, ids: Tensor) -> Tensor:
+        """ids (B, ...) -> (B, ..., E), whole words dropped in training (``word_dropout``)."""
+        return embedding_dropout(embedding, ids, self.word_dropout, self.training)
+
     def encode(self, inputs: Tensor, lengths: Tensor | None) -> tuple[Memory, State]:
         """inputs (B, S) ids, lengths (B,) -> memory, the decoder's initial state."""
-        out, h_n = self.encoder(self.source_embedding(inputs), lengths=lengths)
+        out, h_n = self.encoder(self._embed(self.source_embedding, inputs), lengths=lengths)
         assert isinstance(out, Tensor)  # (B, S, D*H)
         mask = None
         if lengths is not None:
@@ -145,7 +144,7 @@ class Seq2Seq(nn.Module):
 
     def step(self, tokens: Tensor, state: State, memory: Memory) -> tuple[Tensor, State]:
         """One decoder step: previous tokens (B,) -> scores (B, V), the new state."""
-        s, state = self.decoder.step(self.target_embedding(tokens), state)
+        s, state = self.decoder.step(self._embed(self.target_embedding, tokens), state)
         return self.readout(s.unsqueeze(1), memory).squeeze(1), state
 
     # -- forward and decoding -------------------------------------------------------
@@ -163,7 +162,7 @@ class Seq2Seq(nn.Module):
         ratio = self.teacher_forcing if self.training else 1.0
         if ratio == 1.0:  # every step reads the truth: the whole sequence in one call
             previous = torch.cat([first, targets[:, :-1]], dim=1)  # (B, U)
-            s, _ = self.decoder(self.target_embedding(previous), state)
+            s, _ = self.decoder(self._embed(self.target_embedding, previous), state)
             assert isinstance(s, Tensor)
             logits = self.readout(s, memory)
         else:
