@@ -9,7 +9,9 @@ the report gives the measured number, the verdict and the command behind it:
 3. on IMDB, a bidirectional and a 2-layer LSTM against a single-layer one;
 4. on ETTh1, recurrent forecasters against the naive and linear baselines;
 5. the other shapes: tagging (bidirectional against left-to-right), sequence-to-sequence
-   (attention, beam search) and a conditional generator (validation perplexity).
+   (attention, beam search) and a conditional generator (validation perplexity);
+6. the zoo's variants (LayerNorm LSTM/GRU, AWD-style regularised LSTM, IndRNN, minGRU)
+   beside LSTM and GRU on IMDB and ETTh1.
 
     python scripts/make_report.py --imdb ../shared/data/imdb/aclImdb_train.tar.gz \\
         --etth1 ../shared/data/timeseries/ETTh1.csv --budget-minutes 2
@@ -490,6 +492,39 @@ def generator_section(args: Any, out: list[str]) -> None:
     ]
 
 
+def zoo_section(args: Any, out: list[str]) -> None:
+    """The zoo's variants beside the plain cells, reusing the plain runs above."""
+    plain = args.work / "imdb" / "runs" / "imdb_lstm-seed0"
+    imdb = run_compare(
+        "zoo_imdb", [plain, *(CONFIGS / f"imdb_{n}.yaml" for n in ("layernorm_lstm", "awd_lstm"))],
+        [f"data.path={args.imdb}"], args,
+    )  # fmt: skip
+    plain_etth1 = [args.work / "etth1" / "runs" / f"etth1_{n}-seed0" for n in ("gru", "lstm")]
+    variants = [CONFIGS / f"etth1_{n}.yaml" for n in ("layernorm_gru", "indrnn", "mingru")]
+    etth1 = run_compare("zoo_etth1", [*plain_etth1, *variants], [f"data.path={args.etth1}"], args)
+
+    def best(rows: list[dict[str, Any]], key: str, lower: bool) -> str:
+        pick = (min if lower else max)(rows, key=lambda r: r[key])
+        return str(pick["label"])
+
+    out += [
+        "## 8. The zoo: variants beside LSTM and GRU, equal budget",
+        "",
+        "IMDB (validation accuracy; `imdb_awd_lstm`: weight-drop 0.3 on the recurrent "
+        "weights, locked input dropout 0.2, word dropout 0.1) and ETTh1 (M, horizon 96, "
+        f"test MSE), {args.budget_minutes:g} minutes per run; the plain runs are sections 3 "
+        f"and 4's. Best here: {best(imdb, 'best_val', lower=False)} on IMDB, "
+        f"{best(etth1, 'test', lower=True)} on ETTh1.",
+        "",
+        *table(imdb),
+        "",
+        *curves("zoo_imdb"),
+        *table(etth1),
+        "",
+        *curves("zoo_etth1"),
+    ]
+
+
 def _batches(data: Any, size: int = 256) -> Any:
     for start in range(0, len(data), size):
         yield data.__getitems__(list(range(start, min(start + size, len(data)))))
@@ -531,6 +566,8 @@ def main() -> None:
     seq2seq_section(args, body)
     if args.imdb is not None:
         generator_section(args, body)
+    if args.imdb is not None and args.etth1 is not None:
+        zoo_section(args, body)
     minutes = (time.perf_counter() - started) / 60
     head = [
         "# What the measurements say",
