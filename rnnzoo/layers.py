@@ -34,8 +34,8 @@ IMPLS = ("auto", "loop", "fused", "torch", "scan")
 """How a layer runs its recurrence: ``loop`` (autograd through each step's ops),
 ``fused`` (hand-written backward, rnnzoo.fused), ``torch`` (torch.nn's native kernels
 on our parameters, for comparison), ``scan`` (all steps at once, for cells with a
-``parallel_scan``: minGRU, minLSTM), ``auto`` (fused where the cell has it, else loop;
-for cells with a scan, the scan on CUDA and the loop on CPU, where it measured faster)."""
+``parallel_scan``: minGRU, minLSTM), ``auto`` (scan where the cell has it, else fused
+where it has that, else loop)."""
 
 
 def _torch_rnn(nonlinearity: str) -> Any:
@@ -190,7 +190,7 @@ class Recurrent(nn.Module):
             valid = ", ".join(TORCH_TWINS)
             raise ValueError(f"impl='torch' needs a torch.nn twin ({valid}), not {self.cell!r}")
         if impl == "auto" and cell.has_parallel_scan:
-            return "auto_scan"  # the scan on CUDA, the loop on CPU (see _scan)
+            return "scan"
         if impl == "auto":
             return "loop" if cell.fused_saved is None else "fused"
         return impl
@@ -346,9 +346,7 @@ class Recurrent(nn.Module):
             return loop_scan(cell, w, gi, state, valid, full, reverse, self.recorder.append, step)
         if step is not None:  # hidden dropout or zoneout act inside each step: the loop
             return loop_scan(cell, w, cell.project(x, w), state, valid, full, reverse, step=step)
-        if self.impl == "scan" or (self.impl == "auto_scan" and x.is_cuda):
-            # Every step at once: (T, B, G) -> the cell's scan. ``auto`` takes it on GPUs
-            # only: on a 2-core CPU the loop ran 2-5x faster (benchmarks/RESULTS.md).
+        if self.impl == "scan":  # every step at once: (T, B, G) -> the cell's scan
             return cell.parallel_scan(cell.project(x, w), state, w, valid, reverse)
         if self.impl == "fused":  # the standard projection, on the fastest kernels
             gi = fast_linear(x, w.weight_ih, w.bias_ih)

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 import rnnzoo
+from rnnzoo.perf import tune_cpu_allocator
 
 IMPLS = ("scan", "loop")
 
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--out", type=Path, help="write the results here as JSON")
     args = parser.parse_args()
+    tune_cpu_allocator()  # as the rnnzoo command does: large buffers are reused, not re-faulted
 
     results = [bench(cell, steps, args) for cell in args.cells for steps in args.seq_lens]
     threads = torch.get_num_threads()

@@ -179,17 +179,9 @@ def test_decoder_step_equals_forward(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_auto_scans_on_cuda_only_and_the_layer_has_no_recurrent_weights(name, monkeypatch):
+def test_auto_picks_the_scan_and_the_layer_has_no_recurrent_weights(name):
     layer = rnnzoo.Recurrent(name, IN, H, bidirectional=True)
-    assert layer.impl == "auto_scan"
-
-    def no_scan(*args, **kwargs):
-        raise AssertionError("the scan ran")
-
-    monkeypatch.setattr(type(layer.cells[0]), "parallel_scan", no_scan)
-    layer(torch.randn(5, 2, IN))  # CPU: auto runs the loop, measured faster there
-    with pytest.raises(AssertionError, match="the scan ran"):
-        rnnzoo.Recurrent(name, IN, H, impl="scan")(torch.randn(5, 2, IN))
+    assert layer.impl == "scan"
     assert rnnzoo.Recurrent(name, IN, H, impl="loop").impl == "loop"
     assert list(layer.state_dict()) == [
         "weight_ih_l0",
