@@ -10,8 +10,8 @@ the report gives the measured number, the verdict and the command behind it:
 4. on ETTh1, recurrent forecasters against the naive and linear baselines;
 5. the other shapes: tagging (bidirectional against left-to-right), sequence-to-sequence
    (attention, beam search) and a conditional generator (validation perplexity);
-6. the zoo's variants (LayerNorm LSTM/GRU, AWD-style regularised LSTM, IndRNN, minGRU)
-   beside LSTM and GRU on IMDB and ETTh1.
+6. the zoo's variants (LayerNorm LSTM/GRU, AWD-style regularised LSTM, IndRNN, minGRU,
+   peephole and CIFG LSTMs, minLSTM) beside LSTM and GRU on IMDB and ETTh1.
 
     python scripts/make_report.py --imdb ../shared/data/imdb/aclImdb_train.tar.gz \\
         --etth1 ../shared/data/timeseries/ETTh1.csv --budget-minutes 2
@@ -502,6 +502,10 @@ def zoo_section(args: Any, out: list[str]) -> None:
     plain_etth1 = [args.work / "etth1" / "runs" / f"etth1_{n}-seed0" for n in ("gru", "lstm")]
     variants = [CONFIGS / f"etth1_{n}.yaml" for n in ("layernorm_gru", "indrnn", "mingru")]
     etth1 = run_compare("zoo_etth1", [*plain_etth1, *variants], [f"data.path={args.etth1}"], args)
+    lstms = [CONFIGS / f"etth1_{n}.yaml" for n in ("peephole_lstm", "cifg_lstm", "minlstm")]
+    etth1_lstms = run_compare(
+        "zoo_etth1_lstm", [plain_etth1[1], *lstms], [f"data.path={args.etth1}"], args
+    )
 
     def best(rows: list[dict[str, Any]], key: str, lower: bool) -> str:
         pick = (min if lower else max)(rows, key=lambda r: r[key])
@@ -522,6 +526,12 @@ def zoo_section(args: Any, out: list[str]) -> None:
         *table(etth1),
         "",
         *curves("zoo_etth1"),
+        f"The LSTM's variants on ETTh1 (best by validation: "
+        f"{best(etth1_lstms, 'best_val', lower=True)}):",
+        "",
+        *table(etth1_lstms),
+        "",
+        *curves("zoo_etth1_lstm"),
     ]
 
 
