@@ -35,7 +35,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
 from rnnzoo.config import ConfigError
-from rnnzoo.data.batches import Batch
+from rnnzoo.data.batches import Batch, TokenBatches
 from rnnzoo.tasks.base import TASKS, ModelIO, PredictRequest, Sums
 from rnnzoo.tasks.imdb import ReviewData, ReviewSplits
 
@@ -108,19 +108,10 @@ class CharVocab:
         return cls(raw["chars"])
 
 
-class OpeningBatches(Dataset[Batch]):
+class OpeningBatches(TokenBatches):
     """Review openings (character ids, EOS included where the review ended) and their
     labels, packed per batch as the module docstring says; ``lengths`` and ``bucket``
     let the sampler batch similar lengths together."""
-
-    def __init__(self, seqs: Sequence[Tensor], labels: Tensor, bucket: int = 1) -> None:
-        if len(seqs) != len(labels):
-            raise ValueError("one label per opening expected")
-        self.seqs, self.labels, self.bucket = list(seqs), labels, bucket
-        self.lengths = [len(s) for s in self.seqs]
-
-    def __len__(self) -> int:
-        return len(self.seqs)
 
     def __getitems__(self, indices: Sequence[int]) -> Batch:
         seqs = [self.seqs[i] for i in indices]
@@ -131,9 +122,6 @@ class OpeningBatches(Dataset[Batch]):
         inputs = torch.cat([conditions[:, None], steps], dim=1)  # (B, 1 + T)
         lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
         return Batch(inputs.long(), targets.long(), lengths)
-
-    def __getitem__(self, index: int) -> Batch:
-        return self.__getitems__([index])
 
 
 @TASKS.register("review_generation")
