@@ -142,13 +142,20 @@ class Task:
         """A batch for ``rnnzoo predict``; tasks without text input say so."""
         raise ConfigError(f"task {type(self).__name__} does not take text to predict from")
 
+    missing_text: ClassVar[str] = "give a text to predict from, or --file with one text per line"
+    """What ``rnnzoo predict`` says when a text-reading task is given none."""
+
     @torch.no_grad()
     def predict(self, model: nn.Module, request: PredictRequest) -> list[str]:
         """``rnnzoo predict``: the model's answers, one line each (default: per text)."""
         if not request.texts:
-            raise ConfigError("give a text to predict from, or --file with one text per line")
+            raise ConfigError(self.missing_text)
         batch = self.inputs_from_text(request.texts)
         model.eval()
+        return self.answer(model, batch, request)
+
+    def answer(self, model: nn.Module, batch: Batch, request: PredictRequest) -> list[str]:
+        """The lines ``predict`` prints for a batch of texts: ``show`` of each row."""
         return [self.show(row) for row in model(batch.inputs, batch.lengths)]
 
     def figures(

@@ -123,13 +123,8 @@ class NumberWordsTask(Task):
             sources.append(torch.tensor(nw.encode(clean), dtype=torch.long))
         return PairBatches(sources, sources).__getitems__(list(range(len(sources))))
 
-    @torch.no_grad()
-    def predict(self, model: nn.Module, request: PredictRequest) -> list[str]:
+    def answer(self, model: nn.Module, batch: Batch, request: PredictRequest) -> list[str]:
         """The decoded answer to each text, greedy or with the requested beam width."""
-        if not request.texts:
-            raise ConfigError("give a text to predict from, or --file with one text per line")
-        batch = self.inputs_from_text(request.texts)
-        model.eval()
         decode = getattr(model, "decode")  # noqa: B009 - every "sequence" model has it
         out = decode(batch.inputs, batch.lengths, request.beam_width, request.max_len)
         return [self.show(row) for row in out.tokens]

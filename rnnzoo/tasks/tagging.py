@@ -63,6 +63,7 @@ class TaggingTask(Task):
             return self
 
     metric = "accuracy"
+    missing_text = 'give a sentence of word ids to tag, e.g. "3 17 25 9"'
     modes: ClassVar[dict[str, Literal["min", "max"]]] = {
         "loss": "min", "accuracy": "max", "ambiguous_accuracy": "max",
         "sentence_accuracy": "max",
@@ -115,13 +116,8 @@ class TaggingTask(Task):
         inputs = nn.utils.rnn.pad_sequence(seqs, batch_first=True)
         return Batch(inputs, torch.full_like(inputs, IGNORE), lengths)
 
-    @torch.no_grad()
-    def predict(self, model: nn.Module, request: PredictRequest) -> list[str]:
+    def answer(self, model: nn.Module, batch: Batch, request: PredictRequest) -> list[str]:
         """Each sentence as ``word/tag`` pairs."""
-        if not request.texts:
-            raise ConfigError('give a sentence of word ids to tag, e.g. "3 17 25 9"')
-        batch = self.inputs_from_text(request.texts)
-        model.eval()
         tags = model(batch.inputs, batch.lengths).argmax(-1)
         assert batch.lengths is not None
         return [
