@@ -8,16 +8,92 @@ saving the state to resume from.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
-from collections.abc import Iterator
+import os
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 import rnnzoo
-from rnnzoo.config import ConfigError
-from rnnzoo.registry import UnknownNameError
+from rnnzoo.errors import ConfigError, RnnzooError, os_error
+
+
+def _fail(message: str, hint: str | None = None, code: int = 2) -> typer.Exit:
+    """Print ``error: message`` (and ``help: hint``) on stderr; the exit to raise."""
+    typer.echo(f"error: {message}", err=True)
+    if hint:
+        typer.echo(f"help: {hint}", err=True)
+    return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Every command's errors, mapped once: one or two lines and an exit code, never a
+    traceback (``RNNZOO_DEBUG=1`` shows it, for bug reports)."""
+    debug = bool(os.environ.get("RNNZOO_DEBUG"))
+    try:
+        yield
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as err:
+        if debug:
+            traceback.print_exc()
+        raise _as_exit(err) from None
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        typer.echo("interrupted: stopped before anything was saved", err=True)
+        raise typer.Exit(130) from None
+
+
+def _as_exit(err: Exception) -> typer.Exit:
+    """Print what went wrong in a line or two; the exit (with its code) to raise."""
+    memory_hint = "use a smaller model or batch (model.hidden_size, train.batch_size)"
+    if isinstance(err, RnnzooError):
+        return _fail(err.message, err.hint, err.exit_code)
+    if isinstance(err, OSError):
+        error = os_error(err)
+        return _fail(error.message, error.hint)
+    if isinstance(err, MemoryError) or _is_out_of_memory(err):
+        return _fail(
+            f"out of memory: {str(err).splitlines()[0] if str(err) else ''}", memory_hint, 1
+        )
+    where = traceback.extract_tb(err.__traceback__)[-1]
+    return _fail(
+        f"internal error: {type(err).__name__}: {err} "
+        f"({Path(where.filename).name}, line {where.lineno})",
+        "this is a bug in rnnzoo: rerun with RNNZOO_DEBUG=1 and report the traceback",
+        1,
+    )
+
+
+def _command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``app.command`` whose function runs under ``_user_errors``."""
+
+    def register(fn: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(fn)
+        def run(*a: Any, **kw: Any) -> None:
+            with _user_errors():
+                fn(*a, **kw)
+
+        return app.command(*args, **kwargs)(run)
+
+    return register
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    """torch's allocator errors: ``torch.OutOfMemoryError`` or the CPU's RuntimeError."""
+    if type(err).__name__ == "OutOfMemoryError":
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and (
+        "DefaultCPUAllocator: can't allocate memory" in text or "out of memory" in text
+    )
+
 
 app = typer.Typer(
     name="rnnzoo",
@@ -49,31 +125,7 @@ def _main(
     tune_cpu_allocator()  # an application's choice, see rnnzoo/perf.py
 
 
-@contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn the errors a user can fix into one line on stderr and the right exit code."""
-    from rnnzoo.compare import RunFailed
-    from rnnzoo.trainer import Interrupted, TrainingDiverged
-
-    try:
-        yield
-    except (ConfigError, UnknownNameError, FileNotFoundError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
-    except RunFailed as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from None
-    except TrainingDiverged as err:
-        typer.echo(f"error: training diverged: {err}; the best checkpoint is untouched", err=True)
-        raise typer.Exit(1) from None
-    except Interrupted as err:
-        typer.echo(
-            f"interrupted: {err}; the last checkpoint is saved, resume with --resume", err=True
-        )
-        raise typer.Exit(130) from None
-
-
-@app.command()
+@_command()
 def train(
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="YAML config file of the run.")
@@ -96,16 +148,13 @@ def train(
     from rnnzoo import runs
 
     if config is None and resume is None:
-        typer.echo("error: give --config FILE, or --resume RUN_DIR", err=True)
-        raise typer.Exit(2)
+        raise ConfigError("give --config FILE, or --resume RUN_DIR")
     if config is not None and resume is not None:
-        typer.echo("error: --resume continues a run with its own config; drop --config", err=True)
-        raise typer.Exit(2)
-    with _user_errors():
-        runs.train(config, set_ or [], out=out, device=device, resume=resume, echo=typer.echo)
+        raise ConfigError("--resume continues a run with its own config; drop --config")
+    runs.train(config, set_ or [], out=out, device=device, resume=resume, echo=typer.echo)
 
 
-@app.command("eval")
+@_command("eval")
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `rnnzoo train`.")],
     split: Annotated[str, typer.Option(help="Which split to score: val or test.")] = "test",
@@ -122,18 +171,13 @@ def eval_(
     """Score a trained run on a split; prints the metrics and writes eval_<split>.json."""
     from rnnzoo import runs
 
-    if checkpoint not in ("best", "last"):
-        typer.echo(f"error: --checkpoint must be best or last, got {checkpoint!r}", err=True)
-        raise typer.Exit(2)
-    with _user_errors():
-        metrics = runs.evaluate(
-            run_dir, split, checkpoint, data_path, device, beam_width=beam_width
-        )
+    _check_checkpoint(checkpoint)
+    metrics = runs.evaluate(run_dir, split, checkpoint, data_path, device, beam_width=beam_width)
     shown = {"split": split, "checkpoint": checkpoint, "beam_width": beam_width, **metrics}
     typer.echo(json.dumps({k: v for k, v in shown.items() if v is not None}, indent=2))
 
 
-@app.command()
+@_command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `rnnzoo train`.")],
     text: Annotated[str | None, typer.Argument(help="The input, e.g. a review.")] = None,
@@ -176,27 +220,45 @@ def predict(
     from rnnzoo import runs
     from rnnzoo.tasks.base import PredictRequest
 
+    _check_checkpoint(checkpoint)
     if text is not None and file is not None:
-        typer.echo("error: give a TEXT argument or --file FILE, not both", err=True)
-        raise typer.Exit(2)
-    with _user_errors():
-        texts = None
-        if file is not None:
-            if not file.is_file():
-                raise FileNotFoundError(f"no such file: {file}")
-            texts = [line for line in file.read_text(errors="replace").splitlines() if line.strip()]
-        elif text is not None:
-            texts = [text]
-        request = PredictRequest(
-            run_dir, texts, data_path, cutoff, out,
-            label, max_len, temperature, seed, samples, beam_width,
-        )  # fmt: skip
-        lines = runs.predict(request, checkpoint)
+        raise ConfigError("give a TEXT argument or --file FILE, not both")
+    texts = None
+    if file is not None:
+        texts = _read_lines(file)
+    elif text is not None:
+        if not text.strip():
+            raise ConfigError("the TEXT argument is empty", "give the text to predict on")
+        texts = [text]
+    request = PredictRequest(
+        run_dir, texts, data_path, cutoff, out,
+        label, max_len, temperature, seed, samples, beam_width,
+    )  # fmt: skip
+    lines = runs.predict(request, checkpoint)
     for line in lines:
         typer.echo(line)
 
 
-@app.command()
+def _check_checkpoint(which: str) -> None:
+    if which not in ("best", "last"):
+        raise ConfigError(f"--checkpoint must be best or last, got {which!r}")
+
+
+def _read_lines(file: Path) -> list[str]:
+    """The non-blank lines of a predict ``--file`` (undecodable bytes replaced)."""
+    if file.is_dir():
+        raise ConfigError(f"--file {file} is a folder; give a text file, one input per line")
+    try:
+        text = file.read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        raise ConfigError(f"--file {file}: no such file") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise ConfigError(f"--file {file} has no text: every line is blank")
+    return lines
+
+
+@_command()
 def compare(
     sources: Annotated[
         list[Path], typer.Argument(help="Config files to train, or finished run folders to read.")
@@ -219,13 +281,12 @@ def compare(
     from rnnzoo.compare import compare as run_compare
 
     out = out or Path("runs") / f"compare-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    with _user_errors():
-        folder = run_compare(sources, set_ or [], seeds, budget_minutes, out, echo=typer.echo)
+    folder = run_compare(sources, set_ or [], seeds, budget_minutes, out, echo=typer.echo)
     typer.echo((folder / "compare.md").read_text())
     typer.echo(f"comparison folder: {folder}")
 
 
-@app.command()
+@_command()
 def diagnose(
     run_dirs: Annotated[
         list[Path], typer.Argument(help="Run folders (or a compare folder) to measure.")
@@ -245,8 +306,8 @@ def diagnose(
         out = (
             run_dirs[0] if single else Path("runs") / f"diagnose-{dt.datetime.now():%Y%m%d-%H%M%S}"
         )
-    with _user_errors():
-        results = run_diagnose(run_dirs, out, checkpoint)
+    _check_checkpoint(checkpoint)
+    results = run_diagnose(run_dirs, out, checkpoint)
     for name, r in results.items():
         flow, clipped = r["trained"], r["clipped_fraction"]
         typer.echo(
@@ -256,7 +317,7 @@ def diagnose(
     typer.echo(f"plot: {out / 'gradient_flow.png'}")
 
 
-@app.command("list")
+@_command("list")
 def list_command() -> None:
     """List the registered cells, models and tasks, and the shipped configs."""
     from rnnzoo.models import list_models

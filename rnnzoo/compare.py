@@ -22,13 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from rnnzoo import checkpoint
-from rnnzoo.config import ConfigError, load_config
+from rnnzoo.config import load_config
+from rnnzoo.errors import ConfigError, RunFailed
 
 Echo = Callable[[str], None]
-
-
-class RunFailed(RuntimeError):
-    """A training run of the comparison exited with an error."""
 
 
 @dataclasses.dataclass

@@ -18,22 +18,51 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from rnnzoo.errors import ConfigError, read_text
 
-class ConfigError(ValueError):
-    """A config that cannot be used; the message names every offending key."""
+__all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, values are re-checked on set."""
+    """Base of every config section: unknown keys are errors, values are re-checked on set.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    Numbers must be finite, and a boolean is never taken for a number (pydantic would
+    read ``epochs: true`` as 1)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bools_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and not _takes_bool(field.annotation):
+            raise ValueError("expected a number or a name, not a boolean")
+        return value
+
+
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field's type admits ``True``/``False``: bool, Any, or a union with one."""
+    if annotation is bool or annotation is Any:
+        return True
+    if typing.get_origin(annotation) is Literal:
+        return any(isinstance(v, bool) for v in typing.get_args(annotation))
+    return any(_takes_bool(a) for a in typing.get_args(annotation))
 
 
 class TrainConfig(Section):
@@ -123,15 +152,42 @@ class Config:
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
     """Read a YAML file, apply ``key.path=value`` overrides, validate everything."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    raw = parse_yaml(read_text(path, "config file"), str(path))
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+        raise ConfigError(
+            f"{path}: expected a mapping of sections at the top level (task:, data:, model:, ...)"
+        )
     return parse_config(apply_overrides(raw, overrides), source=str(path))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error
+    (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (lines {seen[key]} and {line})",
+                    key_node.start_mark,
+                )  # fmt: skip
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML text as Python values; a syntax error or a duplicate key names the line."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        raise ConfigError(f"{source}, {where}: not valid YAML: {err.problem}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid YAML: {err}") from None
 
 
 def parse_config(raw: Mapping[str, Any], source: str = "config") -> Config:
@@ -173,7 +229,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
         if not sep or not key.strip():
             raise ConfigError(f"--set expects key.path=value, got {item!r}")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = yaml.load(text, Loader=_UniqueKeyLoader) if text.strip() else None
         except yaml.YAMLError:
             value = text
         node = out
@@ -211,7 +267,8 @@ def _describe(schema: type[BaseModel], error: Mapping[str, Any], prefix: str) ->
     if error["type"] == "missing":
         return f"{key}: required but missing"
     got = error.get("input")
-    return f"{key}: {error['msg']} (got {got!r})"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{key}: {message} (got {got!r})"
 
 
 def _fields_at(schema: type[BaseModel], loc: list[str]) -> list[str]:

@@ -21,8 +21,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from rnnzoo import checkpoint
-from rnnzoo.config import ConfigError
 from rnnzoo.data.batches import Batch
+from rnnzoo.errors import ConfigError
 from rnnzoo.layers import Recurrent
 from rnnzoo.tasks import Task
 

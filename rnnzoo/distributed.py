@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from rnnzoo.config import ConfigError
+from rnnzoo.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,11 +11,9 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from rnnzoo.errors import UnknownNameError
+
 T = TypeVar("T", bound=Callable[..., object])
-
-
-class UnknownNameError(ValueError):
-    """A name that no registry entry has; the message lists the valid names."""
 
 
 class Registry(Generic[T]):

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from rnnzoo import checkpoint
-from rnnzoo.config import Config, ConfigError, apply_overrides, load_config, parse_config
+from rnnzoo.config import Config, apply_overrides, load_config, parse_config
 from rnnzoo.distributed import (
     World,
     broadcast_from_main,
@@ -39,6 +39,7 @@ from rnnzoo.distributed import (
     init_world,
     resolve_device,
 )
+from rnnzoo.errors import ConfigError
 from rnnzoo.evaluation import evaluate as evaluate_model
 from rnnzoo.models import build_model
 from rnnzoo.perf import peak_memory_mb

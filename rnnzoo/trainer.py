@@ -23,21 +23,14 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from rnnzoo import checkpoint
-from rnnzoo.config import Config, ConfigError
+from rnnzoo.config import Config
 from rnnzoo.data.batches import Batch
 from rnnzoo.data.sampling import EpochBatches
 from rnnzoo.distributed import World, all_sum
+from rnnzoo.errors import ConfigError, Interrupted, TrainingDiverged
 from rnnzoo.evaluation import Totals, autocast, evaluate, loader
 from rnnzoo.optim import make_optimizer, make_scheduler
 from rnnzoo.tasks import Task
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or the gradient became NaN or infinite."""
-
-
-class Interrupted(RuntimeError):
-    """Training stopped on request (Ctrl-C); ``last`` holds the state to resume from."""
 
 
 @dataclasses.dataclass
@@ -114,7 +107,12 @@ class Trainer:
                 done, train = self._train_epoch()
                 if self._stopping():
                     self.save("last")
-                    raise Interrupted(f"stopped at epoch {p.epoch + 1}, step {p.step}")
+                    where = f" {self.run_dir}" if self.run_dir else ""
+                    raise Interrupted(
+                        f"interrupted at epoch {p.epoch + 1}, step {p.step}; the last checkpoint"
+                        " is saved",
+                        f"continue with: rnnzoo train --resume{where}",
+                    )
                 val = self.evaluate(self.val_data)
                 if done:
                     p.epoch, p.batch_in_epoch, p.partial = p.epoch + 1, 0, {}
@@ -195,16 +193,14 @@ class Trainer:
         mean_loss, self._stop_agreed = float(shared[0]) / global_n, bool(shared[1] > 0)
         self._time_up = bool(shared[2] > 0)
         if not math.isfinite(mean_loss):
-            where = f"epoch {p.epoch + 1}, step {p.step + 1}"
-            raise TrainingDiverged(f"loss is {mean_loss} at {where}")
+            raise self._diverged(f"loss is {mean_loss}")
         # Scaled so DDP's gradient average equals the gradient of the global mean loss.
         self.optimizer.zero_grad(set_to_none=True)
         (loss * (local_n * self.world.size / global_n)).backward()
         max_norm = cfg.grad_clip if cfg.grad_clip is not None else math.inf
         norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
         if not math.isfinite(norm):
-            where = f"epoch {p.epoch + 1}, step {p.step + 1}"
-            raise TrainingDiverged(f"gradient norm is {norm} at {where}")
+            raise self._diverged(f"gradient norm is {norm}")
         self.optimizer.step()
         if not isinstance(self.scheduler, ReduceLROnPlateau):  # the others step per batch
             self.scheduler.step()
@@ -214,6 +210,18 @@ class Trainer:
         for name, (total, count) in self.task.metrics(output, batch).items():
             totals.add(name, total, count)
         return mean_loss, norm, local_n
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        p = self.progress
+        kept = (
+            f"checkpoints/best.pt (epoch {p.best_epoch}) is untouched"
+            if p.best_epoch is not None
+            else "no checkpoint was saved"
+        )
+        return TrainingDiverged(
+            f"training diverged: {what} at epoch {p.epoch + 1}, step {p.step + 1}; {kept}",
+            "lower train.lr, or set train.grad_clip",
+        )
 
     def _record(
         self, train: dict[str, float], val: dict[str, float], seconds: float, done: bool

@@ -27,17 +27,13 @@ from pathlib import Path
 
 import torch
 
-from rnnzoo.config import ConfigError
+from rnnzoo.errors import DataError
 
 URL = "http://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
 ARCHIVE = "aclImdb_v1.tar.gz"
 SPLITS = ("train", "test")  # what the source holds; "val" is carved out of train
 _MEMBER = re.compile(r"^(?:\./)?aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
-
-
-class DataError(ConfigError):
-    """Data that cannot be used as asked; the message says which file and what to do."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
-from rnnzoo.config import ConfigError
 from rnnzoo.data.batches import PairBatches
+from rnnzoo.errors import ConfigError
 
 MAX_NUMBER = 999_999
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
-from rnnzoo.config import ConfigError
 from rnnzoo.distributed import World
+from rnnzoo.errors import ConfigError
 
 
 class EpochBatches(Sampler[list[int]]):

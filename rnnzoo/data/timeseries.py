@@ -29,8 +29,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from rnnzoo.config import ConfigError
 from rnnzoo.data.batches import Batch
+from rnnzoo.errors import DataError
 
 BUILTIN = {"airline": "airline-passengers.csv"}
 """Series shipped inside the package (``data.path: builtin:<name>``); see series/README.md."""
@@ -44,10 +44,6 @@ Protocol = Literal["ratios", "counts", "ett_hour", "ett_minute"]
 # ETT's split, as Informer (Zhou et al. 2021) and DLinear cut it: 12/4/4 months of 30 days.
 _ETT_MONTHS = (12, 4, 4)
 _ETT_ROWS_PER_DAY = {"ett_hour": 24, "ett_minute": 24 * 4}
-
-
-class DataError(ConfigError):
-    """A data file that cannot be used; the message names the file, line and column."""
 
 
 @dataclasses.dataclass

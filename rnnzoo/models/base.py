@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field, field_validator
 from torch import Tensor, nn
 
 from rnnzoo.cells import CELLS
-from rnnzoo.config import ConfigError, Section
+from rnnzoo.config import Section
+from rnnzoo.errors import ConfigError
 from rnnzoo.layers import Recurrent
 from rnnzoo.registry import Registry
 from rnnzoo.tasks import ModelIO

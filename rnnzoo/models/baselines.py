@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from rnnzoo.config import ConfigError, Section
+from rnnzoo.config import Section
+from rnnzoo.errors import ConfigError
 from rnnzoo.models.base import MODELS
 from rnnzoo.models.forecast import ForecastModel, Norm
 from rnnzoo.tasks import ModelIO

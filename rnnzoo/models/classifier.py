@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from rnnzoo.config import ConfigError
+from rnnzoo.errors import ConfigError
 from rnnzoo.models.base import MODELS, WORD_DROPOUT, RecurrentArgs, top_layer_state
 from rnnzoo.regularizers import embedding_dropout
 from rnnzoo.tasks import ModelIO

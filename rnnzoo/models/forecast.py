@@ -24,7 +24,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from rnnzoo.config import ConfigError
+from rnnzoo.errors import ConfigError
 from rnnzoo.models.base import MODELS, RecurrentArgs, top_layer_state
 from rnnzoo.tasks import ModelIO
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from rnnzoo.config import ConfigError
+from rnnzoo.errors import ConfigError
 from rnnzoo.models.base import MODELS, WORD_DROPOUT, RecurrentArgs
 from rnnzoo.regularizers import embedding_dropout
 from rnnzoo.tasks import ModelIO

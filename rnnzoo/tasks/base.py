@@ -16,8 +16,9 @@ from pydantic import Field
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from rnnzoo.config import ConfigError, Section
+from rnnzoo.config import Section
 from rnnzoo.data.batches import Batch
+from rnnzoo.errors import ConfigError
 from rnnzoo.registry import Registry
 
 Sums = dict[str, tuple[Tensor, Tensor]]

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor, nn
 
-from rnnzoo.config import ConfigError, Section
+from rnnzoo.config import Section
 from rnnzoo.data.batches import Batch
 from rnnzoo.data.timeseries import (
     DataError,
@@ -39,6 +39,7 @@ from rnnzoo.data.timeseries import (
     split_borders,
     window_starts,
 )
+from rnnzoo.errors import ConfigError
 from rnnzoo.tasks.base import TASKS, ModelIO, PredictRequest, Sums, Task
 
 STATE_FILE = "forecast.json"

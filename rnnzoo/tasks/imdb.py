@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from rnnzoo.config import Section
 from rnnzoo.data.batches import Batch
+from rnnzoo.errors import DataError
 from rnnzoo.tasks.base import TASKS, ModelIO, Sums, Task
 
 
@@ -52,7 +53,6 @@ class ReviewSplits(Task):
         return self._splits[split]
 
     def has_split(self, split: str) -> bool:
-        from rnnzoo.data.imdb import DataError
 
         try:
             self._reviews(split)

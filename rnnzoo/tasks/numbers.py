@@ -15,9 +15,9 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from rnnzoo.config import ConfigError
 from rnnzoo.data import number_words as nw
 from rnnzoo.data.batches import Batch, PairBatches
+from rnnzoo.errors import ConfigError
 from rnnzoo.tasks.base import (
     TASKS,
     Decoded,

@@ -34,8 +34,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
-from rnnzoo.config import ConfigError
 from rnnzoo.data.batches import Batch, TokenBatches
+from rnnzoo.errors import ConfigError
 from rnnzoo.tasks.base import TASKS, ModelIO, PredictRequest, Sums
 from rnnzoo.tasks.imdb import ReviewData, ReviewSplits
 

@@ -11,9 +11,9 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from rnnzoo.config import ConfigError
 from rnnzoo.data.batches import Batch, TensorBatches
 from rnnzoo.data.tagging import IGNORE, context_tags, is_ambiguous
+from rnnzoo.errors import ConfigError
 from rnnzoo.tasks.base import (
     TASKS,
     GeneratedSplits,
