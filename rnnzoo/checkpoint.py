@@ -6,40 +6,48 @@ Everything saved is tensors, numbers, strings, lists and dicts, so ``torch.load`
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from rnnzoo.errors import CheckpointError, RunFolderError
+from rnnzoo.run_folder import atomic_writer
+
 
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file beside ``path``, flush it to disk, then rename.
-
-    A rename within one folder is atomic, so a reader (or a crash) sees either the old
-    file or the new one, never half of one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a checkpoint so that a crash mid-write leaves the previous one intact."""
+    with atomic_writer(path) as f:
+        torch.save(obj, f)
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Open a checkpoint without unpickling arbitrary objects."""
+    """Open a checkpoint without unpickling arbitrary objects.
+
+    Anything that is not a checkpoint written by rnnzoo (truncated, random bytes, a
+    pickle that would run code, a bare ``state_dict``) is a ``CheckpointError``; torch's
+    own message is not shown, since for a malicious file it advises ``weights_only=False``.
+    """
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    result: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=True)
+        raise RunFolderError(f"no checkpoint at {path}")
+    try:
+        result = torch.load(path, map_location=map_location, weights_only=True)
+    except MemoryError:
+        raise
+    except Exception:
+        raise CheckpointError(
+            f"{path} is not a readable rnnzoo checkpoint: it is truncated, corrupt, or "
+            "was not written by rnnzoo (it was not opened: files that could run code are refused)",
+            "restore the file, or train the run again",
+        ) from None
+    if not isinstance(result, dict) or not {"model", "config"} <= result.keys():
+        raise CheckpointError(
+            f"{path} is not an rnnzoo checkpoint: it lacks the model and config entries "
+            "(a bare state_dict?)",
+            "rnnzoo eval/predict read checkpoints written by rnnzoo train",
+        )
     return result
 
 

@@ -157,7 +157,8 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
         raise ConfigError(
             f"{path}: expected a mapping of sections at the top level (task:, data:, model:, ...)"
         )
-    return parse_config(apply_overrides(raw, overrides), source=str(path))
+    overrides = list(overrides)
+    return parse_config(apply_overrides(raw, overrides), str(path), overrides)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -190,8 +191,13 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: not valid YAML: {err}") from None
 
 
-def parse_config(raw: Mapping[str, Any], source: str = "config") -> Config:
-    """Validate a config given as nested dicts (what ``yaml.safe_load`` gives)."""
+def parse_config(
+    raw: Mapping[str, Any], source: str = "config", overrides: Iterable[str] = ()
+) -> Config:
+    """Validate a config given as nested dicts (what ``yaml.safe_load`` gives).
+
+    A problem with a key that ``overrides`` (``--set key=value``) gave is reported as
+    that ``--set``'s, not the file's."""
     from rnnzoo.models import MODELS
     from rnnzoo.tasks import TASKS
 
@@ -213,8 +219,24 @@ def parse_config(raw: Mapping[str, Any], source: str = "config") -> Config:
     else:
         model = _validate(MODELS.get(name).Args, model_raw, "model.", errors)
     if errors or top is None or data is None or model is None:
-        raise ConfigError(f"{source}: " + "\n  ".join(errors))
+        raise ConfigError(_blame(errors, source, list(overrides)))
     return Config(top.task, data, model, top.train, top.output)
+
+
+def _blame(errors: list[str], source: str, overrides: list[str]) -> str:
+    """The errors as one message, each tagged with the ``--set`` that caused it."""
+    given = {item.partition("=")[0].strip(): item for item in overrides}
+    lines, from_file = [], False
+    for line in errors:
+        key = line.split("'")[1] if line.startswith("unknown key '") else line.partition(":")[0]
+        item = next((v for k, v in given.items() if _within(key, k) or _within(k, key)), None)
+        lines.append(line + (f" [from --set {item}]" if item else ""))
+        from_file = from_file or item is None
+    return (f"{source}: " if from_file else "") + "\n  ".join(lines)
+
+
+def _within(key: str, section: str) -> bool:
+    return key == section or key.startswith(section + ".")
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:

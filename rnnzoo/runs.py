@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -29,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rnnzoo import checkpoint
+from rnnzoo import checkpoint, run_folder
 from rnnzoo.config import Config, apply_overrides, load_config, parse_config
 from rnnzoo.distributed import (
     World,
@@ -39,13 +40,15 @@ from rnnzoo.distributed import (
     init_world,
     resolve_device,
 )
-from rnnzoo.errors import ConfigError
+from rnnzoo.errors import CheckpointError, ConfigError, ResourceError, RnnzooError
 from rnnzoo.evaluation import evaluate as evaluate_model
 from rnnzoo.models import build_model
-from rnnzoo.perf import peak_memory_mb
+from rnnzoo.perf import available_memory_bytes, peak_memory_mb
 from rnnzoo.tasks import TASKS, Task
 from rnnzoo.tasks.base import PredictRequest
-from rnnzoo.trainer import Trainer
+from rnnzoo.trainer import Progress, Trainer
+
+SUMMARY = "summary.json"
 
 Echo = Callable[[str], None]
 
@@ -58,80 +61,196 @@ def train(
     resume: Path | None = None,
     echo: Echo = print,
 ) -> Path:
-    """Train from a config file (or continue the run in ``resume``); returns the run folder."""
+    """Train from a config file (or continue the run in ``resume``); returns the run folder.
+
+    Everything that can fail before training (config, data, model size and build, the
+    checkpoint and its shapes) is checked before the run folder is created or touched,
+    and a new run that fails before its first checkpoint leaves no folder behind."""
     overrides = list(overrides)
     if device is not None:
         overrides.append(f"train.device={device}")
+    state = None
     if resume is not None:
-        state = checkpoint.load(_checkpoint_path(resume, "last"))
-        config = parse_config(apply_overrides(state["config"], overrides), source=str(resume))
+        if out is not None:
+            raise ConfigError("--out does not apply to --resume: a run continues in its folder")
+        run_folder.check_run(resume)
+        state = checkpoint.load(run_folder.verify(resume, "checkpoints/last.pt"))
+        raw = apply_overrides(state["config"], overrides)
+        if raw.get("task") != state["config"].get("task"):
+            raise ConfigError(
+                f"--resume: {resume} is a {state['config'].get('task')!r} run; "
+                "--set cannot change its task",
+                "start a new run for another task",
+            )
+        config = parse_config(raw, str(resume), overrides)
     elif config_path is not None:
         config = load_config(config_path, overrides)
+        if out is not None:
+            config.output.dir = out
     else:
         raise ConfigError("give a config file, or --resume RUN_DIR")
-    if out is not None:
-        config.output.dir = out
 
     world = init_world(device_type(config.train.device))
+    undo: Callable[[], None] | None = None  # removes what a failed start created
     try:
+        # Only rank 0 writes, so only rank 0 needs (and checks) the folder.
+        run_dir = resume or (_new_run_dir(config, config_path) if world.is_main else Path())
         dev = resolve_device(config.train.device, world)
         checkpoint.seed_everything(config.train.seed)
         task = TASKS.get(config.task)(config.data)
-        run_dir = resume or _new_run_dir(config, config_path)
-        if resume is not None:
-            task.load_state(run_dir)
+        if state is not None:
+            _load_task_state(task, run_dir)
         else:
             task.prepare()  # fitted on the training split only (a tokenizer, say)
+        _check_fits(config, task, dev)
         model = build_model(config.model, task.io)  # after seeding: same init every time
+        trainer = Trainer(config, task, model, dev, world)
+        if state is not None:
+            _restore(trainer, state, overrides)
+            if trainer.finished() and (run_dir / SUMMARY).exists():
+                _say_finished(run_dir, echo)
+                return run_dir
+        # Checked: now write.
         if world.is_main:
-            _write_run_files(run_dir, config, dev, world, resumed=resume is not None)
-            task.save_state(run_dir)
-        log = _epoch_logger(run_dir, config, echo) if world.is_main else None
-        trainer = Trainer(config, task, model, dev, world, run_dir if world.is_main else None, log)
-        if resume is not None:
-            trainer.restore(state)
+            undo = None if state is not None else _undo_for(run_dir)
+            _write_run_files(run_dir, config, dev, world, task, resumed=state is not None)
+            trainer.run_dir, trainer.log = run_dir, _epoch_logger(run_dir, config, echo)
+        if state is not None:
             at = trainer.progress
             echo(f"resuming {run_dir} at epoch {at.epoch + 1}, step {at.step}")
         started = time.perf_counter()
         progress = trainer.fit()
-        # Report on the best checkpoint: validation (selection) and, if any, test. Only
-        # rank 0 has the run folder; the others take its weights.
-        if world.is_main:
-            best = checkpoint.load(_checkpoint_path(run_dir, "best"), dev)
-            model.load_state_dict(best["model"])
-        broadcast_from_main(model, world)
-        summary: dict[str, Any] = {
-            "best_epoch": progress.best_epoch,
-            "best_" + trainer.metric: progress.best,
-            "epochs": progress.epoch,
-            "steps": progress.step,
-            "seconds": round(time.perf_counter() - started, 3),
-            "peak_memory_mb": round(peak_memory_mb(dev), 1),
-        }
-        for split in ("val", "test"):
-            if not task.has_split(split):
-                echo(f"no {split} split in this copy of the data: not scored")
-                continue
-            data = trainer.val_data if split == "val" else task.dataset(split)
-            summary[split] = metrics = trainer.evaluate(data)
-            if world.is_main and split == "test":
-                test = {"split": "test", "checkpoint": "best", **metrics}
-                _write_json(run_dir / "eval_test.json", test)
-                task.figures(model, "test", run_dir, dev)
-        if world.is_main:
-            _write_json(run_dir / "summary.json", summary)
-            echo(f"best epoch {progress.best_epoch}: val {_fmt(summary['val'])}")
-            if "test" in summary:
-                echo(f"test (best checkpoint): {_fmt(summary['test'])}")
-            if config.train.diagnose:
-                from rnnzoo.diagnostics import diagnose
-
-                diagnose([run_dir], run_dir)
-                echo(f"gradient flow: {run_dir / 'gradient_flow.png'}")
-            echo(f"run folder: {run_dir}")
+        _report(trainer, progress, run_dir, dev, world, time.perf_counter() - started, echo)
         return run_dir
+    except BaseException:
+        if undo is not None and not run_folder.is_run(run_dir):
+            undo()  # no checkpoint, nothing to resume: leave no trace
+        raise
     finally:
         close_world(world)
+
+
+def _undo_for(run_dir: Path) -> Callable[[], None]:
+    """A function that removes what writing a new run into ``run_dir`` is about to
+    create: the folders it makes, or (an empty folder already there) what it puts in."""
+    if run_dir.exists():
+
+        def empty_again() -> None:
+            for path in run_dir.iterdir():
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+        return empty_again
+    top = run_dir
+    while not top.parent.exists():
+        top = top.parent
+    return lambda: shutil.rmtree(top, ignore_errors=True)
+
+
+def _report(
+    trainer: Trainer,
+    progress: Progress,
+    run_dir: Path,
+    dev: torch.device,
+    world: World,
+    seconds: float,
+    echo: Echo,
+) -> None:
+    """Score the best checkpoint on validation (selection) and, if any, test; write
+    summary.json. Only rank 0 has the run folder; the others take its weights."""
+    task, model, config = trainer.task, trainer.model, trainer.config
+    if world.is_main:
+        best = checkpoint.load(run_folder.verify(run_dir, "checkpoints/best.pt"), dev)
+        model.load_state_dict(best["model"])
+    broadcast_from_main(model, world)
+    summary: dict[str, Any] = {
+        "best_epoch": progress.best_epoch,
+        "best_" + trainer.metric: progress.best,
+        "epochs": progress.epoch,
+        "steps": progress.step,
+        "seconds": round(seconds, 3),
+        "peak_memory_mb": round(peak_memory_mb(dev), 1),
+    }
+    for split in ("val", "test"):
+        if not task.has_split(split):
+            echo(f"no {split} split in this copy of the data: not scored")
+            continue
+        data = trainer.val_data if split == "val" else task.dataset(split)
+        summary[split] = metrics = trainer.evaluate(data)
+        if world.is_main and split == "test":
+            test = {"split": "test", "checkpoint": "best", **metrics}
+            _write_json(run_dir / "eval_test.json", test)
+            task.figures(model, "test", run_dir, dev)
+    if world.is_main:
+        _write_json(run_dir / SUMMARY, summary)
+        echo(f"best epoch {progress.best_epoch}: val {_fmt(summary['val'])}")
+        if "test" in summary:
+            echo(f"test (best checkpoint): {_fmt(summary['test'])}")
+        if config.train.diagnose:
+            from rnnzoo.diagnostics import diagnose
+
+            diagnose([run_dir], run_dir)
+            echo(f"gradient flow: {run_dir / 'gradient_flow.png'}")
+        echo(f"run folder: {run_dir}")
+
+
+def _say_finished(run_dir: Path, echo: Echo) -> None:
+    summary = run_folder.read_json(run_dir / SUMMARY)
+    echo(
+        f"{run_dir} already finished (best epoch {summary.get('best_epoch')} of "
+        f"{summary.get('epochs')}): nothing to resume, nothing changed. To train on, raise "
+        "its budget with --set (train.epochs, train.max_steps, train.max_minutes, "
+        "train.patience)"
+    )
+
+
+def _restore(trainer: Trainer, state: dict[str, Any], overrides: Sequence[str]) -> None:
+    """Load the checkpoint into the trainer; a shape that a ``--set`` changed is refused."""
+    try:
+        trainer.restore(state)
+    except (RuntimeError, KeyError, ValueError) as err:
+        changed = ", ".join(f"--set {o}" for o in overrides) or "the checkpoint"
+        raise ConfigError(
+            f"--resume: the checkpoint does not fit the model ({changed}): "
+            f"{str(err).splitlines()[0]}",
+            "a run resumes with the shapes it was trained with; start a new run to change them",
+        ) from None
+
+
+def _check_fits(config: Config, task: Task, device: torch.device) -> None:
+    """Refuse a model whose training state cannot fit in memory, before allocating it.
+
+    The model is built on the meta device (shapes, no memory) to count its parameters;
+    training in float32 holds about four copies (weights, gradients, two Adam moments)."""
+    try:
+        with torch.device("meta"):
+            probe = build_model(config.model, task.io)
+    except RnnzooError:
+        raise
+    except Exception:  # a model that cannot be built on meta is checked by its real build
+        return
+    n = sum(p.numel() for p in probe.parameters())
+    need, free = 16 * n, available_memory_bytes(device)
+    if free is not None and need > free:
+        raise ResourceError(
+            f"the model has {n:,} parameters: training needs about {need / 2**30:.1f} GiB "
+            f"(weights, gradients, optimiser state), {device} has {free / 2**30:.1f} GiB free",
+            "lower model.hidden_size or model.num_layers (or the vocabulary size)",
+        )
+
+
+def _load_task_state(task: Task, run_dir: Path) -> None:
+    """What the task fitted on train (a tokenizer, a scaler), checked against run.json."""
+    run_folder.verify_state(run_dir)
+    try:
+        task.load_state(run_dir)
+    except RnnzooError:
+        raise
+    except Exception as err:
+        raise CheckpointError(
+            f"{run_dir}: the task's saved state cannot be read ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); the run folder was modified",
+            "restore the file, or train the run again",
+        ) from None
 
 
 def load_run(
@@ -144,17 +263,24 @@ def load_run(
 
     ``overrides`` (``key=value``) may change how the model is used, not its weights
     (``model.beam_width=4``)."""
-    state = checkpoint.load(_checkpoint_path(run_dir, which))
+    run_folder.check_run(run_dir)
+    state = checkpoint.load(run_folder.verify(run_dir, f"checkpoints/{which}.pt"))
     raw = state["config"]
     if data_path is not None:
         overrides = [*overrides, f"data.path={data_path}"]
     if overrides:
         raw = apply_overrides(raw, list(overrides))
-    config = parse_config(raw, source=str(run_dir))
+    config = parse_config(raw, str(run_dir), overrides)
     task = TASKS.get(config.task)(config.data)
-    task.load_state(run_dir)
+    _load_task_state(task, run_dir)
     model = build_model(config.model, task.io)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError:
+        raise CheckpointError(
+            f"{run_dir}/checkpoints/{which}.pt does not fit the model its config builds; "
+            "the run folder was modified"
+        ) from None
     return config, task, model
 
 
@@ -187,39 +313,45 @@ def evaluate(
 
 def predict(request: PredictRequest, which: str = "best") -> list[str]:
     """The trained model's answers as lines: one per text, a forecast table, or samples."""
+    if request.out is not None:
+        _check_output_file(request.out)
     _, task, model = load_run(request.run_dir, which)
     return task.predict(model, request)
+
+
+def _check_output_file(path: Path) -> None:
+    """A file ``predict --out`` may write: not a folder, in a folder that exists."""
+    if path.is_dir():
+        raise ConfigError(f"--out {path} is a folder; give the path of a file to write")
+    if not path.parent.is_dir():
+        raise ConfigError(
+            f"--out {path}: the folder {path.parent} does not exist", "create it first"
+        )
 
 
 # -- run folder files ---------------------------------------------------------------
 
 
-def _checkpoint_path(run_dir: Path, which: str) -> Path:
-    if not run_dir.is_dir():
-        raise ConfigError(f"run folder not found: {run_dir}")
-    path = run_dir / "checkpoints" / f"{which}.pt"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} has no {which!r} checkpoint ({path} is missing)")
-    return path
-
-
 def _new_run_dir(config: Config, config_path: Path | None) -> Path:
+    """Where a new run goes: ``output.dir/output.name``, a folder that does not exist or
+    is empty (a generated name gets a suffix rather than collide)."""
     stem = config_path.stem if config_path is not None else config.task
     name = config.output.name or f"{stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     run_dir = config.output.dir / name
-    if (run_dir / "checkpoints").exists():
-        if config.output.name:
-            raise ConfigError(f"{run_dir} already holds a run; resume it with --resume {run_dir}")
+    if not config.output.name and run_dir.exists():
         run_dir = run_dir.with_name(f"{name}-{time.time_ns() % 10**6:06d}")
+    run_folder.check_new(run_dir)
     return run_dir
 
 
 def _write_run_files(
-    run_dir: Path, config: Config, device: torch.device, world: World, resumed: bool
+    run_dir: Path, config: Config, device: torch.device, world: World, task: Task, resumed: bool
 ) -> None:
+    """config.yaml, a session in run.json and (a new run) the task's fitted state, with
+    the SHA-256 of each state file so that later commands can trust them."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config.to_yaml())
-    info = {
+    session = {
         "started": dt.datetime.now().isoformat(timespec="seconds"),
         "resumed": resumed,
         "command": " ".join(sys.argv),
@@ -231,11 +363,12 @@ def _write_run_files(
         "seed": config.train.seed,
         "git_commit": _git_commit(),
     }
-    runs_log = run_dir / "run.json"
-    history = json.loads(runs_log.read_text()) if resumed and runs_log.exists() else []
-    if isinstance(history, dict):
-        history = [history]
-    _write_json(runs_log, [*history, info])
+    run_folder.add_session(run_dir, session)
+    if not resumed:
+        before = {p for p in run_dir.rglob("*") if p.is_file()}
+        task.save_state(run_dir)
+        written = sorted(p for p in run_dir.rglob("*") if p.is_file() and p not in before)
+        run_folder.record(run_dir, *(str(p.relative_to(run_dir)) for p in written))
 
 
 def _git_commit() -> str | None:
@@ -297,4 +430,4 @@ def _fmt(metrics: dict[str, Any]) -> str:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    run_folder.write_json(path, data)

@@ -22,7 +22,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from rnnzoo import checkpoint
+from rnnzoo import checkpoint, run_folder
 from rnnzoo.config import Config
 from rnnzoo.data.batches import Batch
 from rnnzoo.data.sampling import EpochBatches
@@ -102,7 +102,7 @@ class Trainer:
         if not self.trainable:
             return self._score_only()
         with _stop_on_sigint(self):
-            while p.epoch < self.cfg.epochs and not self._budget_spent():
+            while not self.finished():
                 started = self._clock = time.perf_counter()
                 done, train = self._train_epoch()
                 if self._stopping():
@@ -122,9 +122,13 @@ class Trainer:
                 self.save("last")
                 if improved:
                     self.save("best")
-                if self.cfg.patience is not None and p.bad_epochs >= self.cfg.patience:
-                    break
         return p
+
+    def finished(self) -> bool:
+        """No training left: every epoch done, a budget spent, or stopped early."""
+        p, patience = self.progress, self.cfg.patience
+        stopped_early = patience is not None and p.bad_epochs >= patience
+        return p.epoch >= self.cfg.epochs or self._budget_spent() or stopped_early
 
     def _score_only(self) -> Progress:
         """One "epoch" for a model with nothing to fit: score train and val, save."""
@@ -277,7 +281,9 @@ class Trainer:
             "progress": dataclasses.asdict(self.progress),
             "config": self.config.to_dict(),
         }
-        checkpoint.save_atomic(state, self.run_dir / "checkpoints" / f"{kind}.pt")
+        name = f"checkpoints/{kind}.pt"
+        checkpoint.save_atomic(state, self.run_dir / name)
+        run_folder.record(self.run_dir, name)  # its SHA-256, checked before it is read
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint written by ``save``."""

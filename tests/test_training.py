@@ -50,7 +50,7 @@ def test_train_then_eval_from_the_run_folder_alone(tiny_config: Path, tmp_path: 
     run_dir = train(tiny_config)
     for name in ("config.yaml", "run.json", "metrics.jsonl", "summary.json", "eval_test.json"):
         assert (run_dir / name).is_file(), name
-    info = json.loads((run_dir / "run.json").read_text())[0]
+    info = json.loads((run_dir / "run.json").read_text())["sessions"][0]
     assert info["torch"] == torch.__version__ and info["seed"] == 0 and info["device"] == "cpu"
     assert "git_commit" in info
     assert len(metric_lines(run_dir)) == 3
@@ -125,7 +125,7 @@ def test_ctrl_c_saves_last_and_resume_matches(tiny_config: Path, monkeypatch):
 
 def test_interrupted_write_leaves_the_previous_checkpoint(tmp_path: Path, monkeypatch):
     path = tmp_path / "last.pt"
-    checkpoint.save_atomic({"value": torch.tensor(1.0)}, path)
+    checkpoint.save_atomic({"model": {}, "config": {}, "value": torch.tensor(1.0)}, path)
 
     def half_written(obj, f):
         f.write(b"PK\x03\x04 half a zip file")
@@ -133,7 +133,7 @@ def test_interrupted_write_leaves_the_previous_checkpoint(tmp_path: Path, monkey
 
     monkeypatch.setattr(torch, "save", half_written)
     with pytest.raises(KeyboardInterrupt):
-        checkpoint.save_atomic({"value": torch.tensor(2.0)}, path)
+        checkpoint.save_atomic({"model": {}, "config": {}, "value": torch.tensor(2.0)}, path)
     assert checkpoint.load(path)["value"].item() == 1.0
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
 
@@ -219,7 +219,7 @@ def test_two_processes_match_one_on_the_same_global_batch(tiny_config: Path, tmp
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     two = tiny_config.parent / "runs" / "two"
-    info = json.loads((two / "run.json").read_text())[0]
+    info = json.loads((two / "run.json").read_text())["sessions"][0]
     assert info["processes"] == 2
     a, b = weights(one), weights(two)
     for name in a:

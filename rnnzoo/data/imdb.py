@@ -12,6 +12,7 @@ are read at all.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
@@ -21,6 +22,7 @@ import re
 import tarfile
 import urllib.error
 import urllib.request
+import warnings
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,11 +172,16 @@ def load_split(source: Path, split: str, use_cache: bool = True) -> list[Review]
             cached.unlink(missing_ok=True)  # a damaged cache entry is rebuilt
     reviews = read_split(source, split)
     if use_cache:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(cached.name + f".{os.getpid()}.tmp")
         rows = [dataclasses.astuple(r) for r in reviews]
-        tmp.write_bytes(gzip.compress(json.dumps(rows).encode(), compresslevel=1))
-        tmp.replace(cached)
+        tmp = cached.with_name(cached.name + f".{os.getpid()}.tmp")
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(gzip.compress(json.dumps(rows).encode(), compresslevel=1))
+            tmp.replace(cached)
+        except OSError as err:  # the cache only saves time: go on without it
+            warnings.warn(f"not caching the parsed reviews in {cached.parent}: {err}", stacklevel=2)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
     return reviews
 
 

@@ -114,6 +114,8 @@ def read_series(
     the row. A cell that is neither a number nor missing is always an error.
     """
     file = resolve_path(path)
+    if file.is_dir():
+        raise DataError(f"data.path {file} is a folder; give a CSV file")
     if not file.is_file():
         raise DataError(f"data file not found: {file}")
     try:
@@ -135,9 +137,9 @@ def read_series(
     # Line numbers as an editor shows them: the header is line 1. Blank lines are dropped
     # after the numbering, so every message points at the right line.
     frame.index = pd.RangeIndex(2, len(frame) + 2)
-    cells = frame[wanted].apply(lambda col: col.str.strip())
-    frame = frame.loc[~(cells == "").all(axis=1)]
-    cells = cells.loc[frame.index]
+    stripped = frame.apply(lambda col: col.str.strip())
+    frame = frame.loc[~(stripped == "").all(axis=1)]  # blank lines; not rows with a gap
+    cells = stripped.loc[frame.index, wanted]
     if cells.empty:
         raise DataError(f"{file}: no data rows")
 
@@ -149,6 +151,13 @@ def read_series(
         if bad.any():
             line = bad.idxmax()
             raise DataError(f"{file}: line {line}, column {name!r}: {col[line]!r} is not a number")
+        infinite = number.abs() == np.inf
+        if infinite.any():
+            line = infinite.idxmax()
+            raise DataError(
+                f"{file}: line {line}, column {name!r}: {col[line]!r} is not a finite number",
+                "fix the value, or leave the cell empty and set data.missing",
+            )
         values[name] = number.astype("float64")
     dates = _parse_dates(file, cells[date_column]) if date_column else None
     values, dates = _fill(file, values, dates, missing)
