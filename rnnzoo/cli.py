@@ -267,9 +267,9 @@ def compare(
         list[str] | None,
         typer.Option("--set", help="Override a config value in every config (repeatable)."),
     ] = None,
-    seeds: Annotated[int, typer.Option(min=1, help="Train each config with seeds 0..N-1.")] = 1,
+    seeds: Annotated[int, typer.Option(help="Train each config with seeds 0..N-1.")] = 1,
     budget_minutes: Annotated[
-        float | None, typer.Option(min=0.0, help="The same wall time for every run.")
+        float | None, typer.Option(help="The same wall time for every run (minutes).")
     ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Folder for the comparison (default runs/compare-<time>).")
