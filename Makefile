@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-adding test lint format bench bench-adding bench-forecast report clean
+.PHONY: help install demo demo-adding test lint format claims bench bench-adding bench-forecast report clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ lint: $(STAMP) ## ruff (lint and format check) and mypy on the package
 format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+claims: $(STAMP) ## check every number in README, RESULTS and REPORT against the committed JSONs
+	$(BIN)/python scripts/check_claims.py
 
 bench: $(STAMP) ## cell speed against torch.nn; writes benchmarks/cells.json
 	$(BIN)/python scripts/bench_cells.py --out benchmarks/cells.json
