@@ -52,7 +52,7 @@ claims: $(STAMP) ## check every number in README, RESULTS and REPORT against the
 	$(BIN)/python scripts/check_claims.py
 
 bench: $(STAMP) ## cell speed against torch.nn; writes benchmarks/cells.json
-	$(BIN)/python scripts/bench_cells.py --out benchmarks/cells.json
+	$(BIN)/python scripts/bench_cells.py --preset default --memory --out benchmarks/cells.json
 
 bench-adding: $(STAMP) ## tanh RNN vs LSTM vs GRU on the adding problem; writes benchmarks/adding.json
 	$(BIN)/python scripts/bench_adding.py --out benchmarks/adding.json
