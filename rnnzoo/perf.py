@@ -10,6 +10,9 @@ This changes the whole process's allocator, so a library never does it on import
 the ``rnnzoo`` command and the benchmark scripts call ``tune_cpu_allocator()``.
 ``RNNZOO_MALLOC=system`` leaves the allocator alone. (Preloading jemalloc or tcmalloc,
 as PyTorch's CPU tuning guide suggests, has the same effect.)
+
+``LoadSampler`` records how busy the machine was while something was timed, so that a
+benchmark's JSON says whether its timings were taken on an idle machine.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import ctypes.util
 import functools
 import os
 import sys
-from typing import TYPE_CHECKING
+import threading
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -82,3 +87,113 @@ def available_memory_bytes(device: torch.device) -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+IDLE_MARGIN = 0.5  # load above the core count plus this means other work shared the cores
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (a container's share, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _load_now() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows has no load average
+        return None
+
+
+class LoadSampler:
+    """The 1-minute load average, sampled in a background thread while a timing runs.
+
+    A time measured while other work shares the cores says little about the code, and a
+    load read only before and after a run misses a job that came and went during it.
+    ``record()`` gives what a benchmark's JSON keeps beside the timing::
+
+        with LoadSampler() as load:
+            seconds = time_the_thing()
+        row = {"seconds": seconds, "load": load.record()}
+
+    The kernel refreshes the load average every 5 seconds, so a shorter interval only
+    repeats samples; the first and last samples are taken on entry and exit.
+    """
+
+    def __init__(self, interval_s: float = 5.0) -> None:
+        self.interval_s = interval_s
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> LoadSampler:
+        self._sample()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="load-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        err: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def _sample(self) -> None:
+        load = _load_now()
+        if load is not None:
+            self.samples.append(load)
+
+    def record(self) -> dict[str, Any]:
+        """Max and mean of the samples, their count and the core count, for a JSON."""
+        cores = cpu_cores()
+        if not self.samples:
+            return {"max": None, "mean": None, "samples": 0, "cores": cores, "idle": None}
+        worst = max(self.samples)
+        return {
+            "max": round(worst, 2),
+            "mean": round(sum(self.samples) / len(self.samples), 2),
+            "samples": len(self.samples),
+            "interval_s": self.interval_s,
+            "cores": cores,
+            "idle": worst <= cores + IDLE_MARGIN,
+        }
+
+
+def merge_load(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One record for several timed runs: the worst max, the sample-weighted mean."""
+    known = [r for r in records if r.get("samples")]
+    cores = max((r["cores"] for r in records), default=cpu_cores())
+    if not known:
+        return {"max": None, "mean": None, "samples": 0, "cores": cores, "idle": None}
+    count = sum(r["samples"] for r in known)
+    worst = max(r["max"] for r in known)
+    return {
+        "max": worst,
+        "mean": round(sum(r["mean"] * r["samples"] for r in known) / count, 2),
+        "samples": count,
+        "cores": cores,
+        "idle": all(r["idle"] for r in known),
+    }
+
+
+def describe_load(record: dict[str, Any]) -> str:
+    """The sentence a document puts beside a timing: idle, under load, or not recorded."""
+    if not record.get("samples"):
+        return "load not recorded"
+    numbers = (
+        f"1-minute load average at most {record['max']:.1f}, mean {record['mean']:.1f}, "
+        f"on {record['cores']} cores"
+    )
+    return f"idle machine ({numbers})" if record["idle"] else f"under load ({numbers})"

@@ -12,7 +12,8 @@ the first epoch, step and second at which validation MSE fell below 0.01.
 (loop: autograd through the Python loop; fused: the hand-written backward; torch:
 torch.nn's kernels), median of ``--repeats``.
 
-Prints a table and writes a JSON with every run's numbers and epoch curve.
+Prints a table and writes a JSON with every run's numbers and epoch curve, and the load
+average sampled while each run trained (``rnnzoo.perf.LoadSampler``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 
 from rnnzoo import runs
-from rnnzoo.perf import tune_cpu_allocator
+from rnnzoo.perf import LoadSampler, describe_load, merge_load, tune_cpu_allocator
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SOLVED = 0.01
@@ -42,7 +43,10 @@ def bench_one(cell: str, seq_len: int, args: argparse.Namespace, root: Path) -> 
         f"output.name={cell}-T{seq_len}",
         "output.tensorboard=false",
     ]
-    run_dir = runs.train(CONFIGS / f"adding_{cell}.yaml", overrides, out=root, echo=lambda s: None)
+    with LoadSampler() as sampler:
+        run_dir = runs.train(
+            CONFIGS / f"adding_{cell}.yaml", overrides, out=root, echo=lambda s: None
+        )
     curve = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     summary = json.loads((run_dir / "summary.json").read_text())
     elapsed, solved_at = 0.0, None
@@ -60,25 +64,32 @@ def bench_one(cell: str, seq_len: int, args: argparse.Namespace, root: Path) -> 
         "train_seconds": elapsed,
         "solved_at": solved_at,
         "val_mse_curve": [r["val_mse"] for r in curve],
+        "load": sampler.record(),
     }
 
 
 def write_results(path: Path | None, rows: list[dict[str, object]]) -> None:
     """The rows as JSON, with the command and machine that produced them."""
+    load = merge_load([r["load"] for r in rows])
+    print(describe_load(load))
     if path is None:
         return
     result = {
         "command": "python scripts/bench_adding.py " + " ".join(sys.argv[1:]),
         "machine": {"platform": platform.platform(), "torch": torch.__version__},
         "threads": torch.get_num_threads(),
+        "load": load,
         "results": rows,
     }
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
 
 
-def epoch_seconds(cell: str, seq_len: int, impl: str, root: Path, repeats: int) -> float:
-    """Median wall time of one training epoch (10,000 sequences) with ``impl``."""
+def epoch_seconds(
+    cell: str, seq_len: int, impl: str, root: Path, repeats: int, loads: list[dict]
+) -> float:
+    """Median wall time of one training epoch (10,000 sequences) with ``impl``; the load
+    sampled during each repeat goes to ``loads``."""
     times = []
     for r in range(repeats):
         overrides = [
@@ -88,9 +99,11 @@ def epoch_seconds(cell: str, seq_len: int, impl: str, root: Path, repeats: int) 
             f"output.name={cell}-T{seq_len}-{impl}-{r}",
             "output.tensorboard=false",
         ]
-        run_dir = runs.train(
-            CONFIGS / f"adding_{cell}.yaml", overrides, out=root, echo=lambda s: None
-        )
+        with LoadSampler() as sampler:
+            run_dir = runs.train(
+                CONFIGS / f"adding_{cell}.yaml", overrides, out=root, echo=lambda s: None
+            )
+        loads.append(sampler.record())
         record = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
         times.append(record["seconds"])
     return sorted(times)[len(times) // 2]
@@ -104,8 +117,14 @@ def time_epochs(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for seq_len in args.seq_lens:
             for cell in args.cells:
-                secs = {i: epoch_seconds(cell, seq_len, i, Path(tmp), args.repeats) for i in impls}
-                rows.append({"cell": cell, "seq_len": seq_len, "seconds": secs})
+                loads: list[dict] = []
+                secs = {
+                    i: epoch_seconds(cell, seq_len, i, Path(tmp), args.repeats, loads)
+                    for i in impls
+                }
+                rows.append(
+                    {"cell": cell, "seq_len": seq_len, "seconds": secs, "load": merge_load(loads)}
+                )
                 print(
                     f"{cell:5} {seq_len:>4} | "
                     + " ".join(f"{secs[i]:>6.1f}s" for i in impls)

@@ -11,7 +11,8 @@ float32 matrix-product throughput, and the memory autograd keeps for backward.
     python scripts/bench_cells.py --preset full                        # the whole grid (hours)
     python scripts/bench_cells.py --cells lstm --seq-lens 64 256 1024 --plot ratio.png
 
-Prints a table and writes a JSON with every timing and the machine it ran on.
+Prints a table and writes a JSON with every timing, the machine it ran on and the load
+average sampled while each configuration was timed (``rnnzoo.perf.LoadSampler``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from torch import nn
 import rnnzoo
 from rnnzoo.fused import step_matmul
 from rnnzoo.layers import TORCH_TWINS
-from rnnzoo.perf import tune_cpu_allocator
+from rnnzoo.perf import LoadSampler, describe_load, merge_load, tune_cpu_allocator
 
 PRESETS: dict[str, dict[str, list]] = {
     # The configuration the speed targets name, one layer, both cells.
@@ -318,8 +319,10 @@ def main() -> None:
             setattr(args, key, value)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
 
-    info = machine(devices)
+    with LoadSampler() as sampler:
+        info = machine(devices)
     info["allocator_tuned"] = tuned
+    info["load_during_peak"] = sampler.record()
     print(
         f"input {args.input_size}, median of {args.repeats}; peak matmul "
         + ", ".join(f"{d} {info[f'peak_gflops_{d}']:.0f} GFLOP/s" for d in devices)
@@ -335,9 +338,11 @@ def main() -> None:
         devices, args.cells, args.seq_lens, args.batches, args.hidden, args.layers, args.directions
     )
     for dev, cell, seq_len, batch, hidden, layers, direction in grid:
-        row = bench_config(
-            cell, seq_len, batch, hidden, layers, direction == "bi", args, torch.device(dev)
-        )
+        with LoadSampler() as sampler:
+            row = bench_config(
+                cell, seq_len, batch, hidden, layers, direction == "bi", args, torch.device(dev)
+            )
+        row["load"] = sampler.record()
         rows.append(row)
         f, fb = row["forward"], row["forward_backward"]
         assert isinstance(f, dict) and isinstance(fb, dict)
@@ -352,11 +357,14 @@ def main() -> None:
             + (f" | saved {row['saved']}" if "saved" in row else ""),
             flush=True,
         )
+    load = merge_load([info["load_during_peak"], *(r["load"] for r in rows)])
+    print(describe_load(load))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         result = {
             "command": "python scripts/bench_cells.py " + " ".join(sys.argv[1:]),
             "machine": info,
+            "load": load,
             "settings": {
                 "input_size": args.input_size,
                 "repeats": args.repeats,

@@ -10,7 +10,8 @@ best checkpoint, selected on validation, with the training time.
     python scripts/bench_forecast.py --data ETTh1.csv --models linear,segrnn --horizons 96
 
 Runs already in ``--out`` are kept and skipped, so an interrupted benchmark picks up
-where it stopped. ``--epochs``/``--patience`` cap every trained config's budget.
+where it stopped. Each run records the load average sampled while it trained
+(``rnnzoo.perf.LoadSampler``). ``--epochs``/``--patience`` cap every trained config's budget.
 
 ``--small`` instead trains the configs of the small series (``airline_lstm`` over
 ``--seeds`` seeds, ``sunspots_gru`` and ``temperatures_lstm`` once) beside the naive forecasts
@@ -34,7 +35,7 @@ from typing import Any
 import torch
 
 from rnnzoo import runs
-from rnnzoo.perf import tune_cpu_allocator
+from rnnzoo.perf import LoadSampler, describe_load, tune_cpu_allocator
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 MODELS = {  # name in the table -> (config, input lengths, first = main; overrides)
@@ -70,7 +71,7 @@ def bench_one(model: str, setting: str, horizon: int, input_len: int, args: Any)
     if args.patience is not None:
         overrides.append(f"train.patience={args.patience}")
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as root:
+    with tempfile.TemporaryDirectory() as root, LoadSampler() as sampler:
         run_dir = runs.train(CONFIGS / f"{config}.yaml", overrides, out=Path(root), echo=_quiet)
         summary = json.loads((run_dir / "summary.json").read_text())
         curve = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -87,6 +88,7 @@ def bench_one(model: str, setting: str, horizon: int, input_len: int, args: Any)
         "epochs": summary["epochs"],
         "train_seconds": sum(r["seconds"] for r in curve),
         "wall_seconds": round(time.perf_counter() - started, 1),
+        "load": sampler.record(),
         "command": "python scripts/bench_forecast.py " + " ".join(sys.argv[1:]),
     }
 
@@ -109,14 +111,18 @@ def bench_small(args: Any) -> list[dict[str, Any]]:
         ):
             for seed in seeds:
                 overrides = [*base, *extra, f"train.seed={seed}", "output.tensorboard=false"]
-                with tempfile.TemporaryDirectory() as root:
+                with tempfile.TemporaryDirectory() as root, LoadSampler() as sampler:
                     run = runs.train(
                         CONFIGS / f"{config}.yaml", overrides, out=Path(root), echo=_quiet
                     )
                     summary = json.loads((run / "summary.json").read_text())
                 rows.append({"run": label, "seed": seed, "seconds": summary["seconds"],
-                             "val": summary["val"], "test": summary["test"]})  # fmt: skip
-                print(f"{label} seed {seed}: test rmse_orig {summary['test']['rmse_orig']:.4g}")
+                             "val": summary["val"], "test": summary["test"],
+                             "load": sampler.record()})  # fmt: skip
+                print(
+                    f"{label} seed {seed}: test rmse_orig {summary['test']['rmse_orig']:.4g}, "
+                    f"{describe_load(rows[-1]['load'])}"
+                )
                 write_results(args.out, rows)
     return rows
 
@@ -207,6 +213,7 @@ def main() -> None:
                         continue
                     print(f"{model} {setting} L={input_len} H={horizon}", flush=True)
                     rows.append(bench_one(model, setting, horizon, input_len, args))
+                    print(f"    {describe_load(rows[-1]['load'])}", flush=True)
                     write_results(args.out, rows)
     print(table(rows))
 

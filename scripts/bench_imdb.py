@@ -12,6 +12,8 @@ last hidden state -> linear, Adam, plain shuffled batches.
     python scripts/bench_imdb.py --data ... --configs imdb_lstm --epochs 1   # a quick look
 
 Only validation data is used: the official test split is kept for independent checks.
+Every run records the load average sampled while it trained (``rnnzoo.perf.LoadSampler``);
+``--load-only --out FILE`` writes the data-loading times, with their load, as JSON.
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
+
+from rnnzoo.perf import LoadSampler, describe_load, merge_load
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,7 +58,10 @@ def run_config(name: str, args: argparse.Namespace, out_dir: Path) -> dict[str, 
         "from rnnzoo.cli import app\ntry: app()\nexcept SystemExit: pass\n"
         "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )
-    done = subprocess.run([sys.executable, "-c", code, *cmd[3:]], capture_output=True, text=True)
+    with LoadSampler() as sampler:
+        done = subprocess.run(
+            [sys.executable, "-c", code, *cmd[3:]], capture_output=True, text=True
+        )
     if done.returncode != 0 or "run folder:" not in done.stdout:
         raise RuntimeError(f"{name} failed:\n{done.stdout}\n{done.stderr}")
     peak_kb = int(done.stdout.rsplit("PEAK_KB", 1)[1].split()[0])
@@ -61,7 +69,9 @@ def run_config(name: str, args: argparse.Namespace, out_dir: Path) -> dict[str, 
     curve = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     state = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
     params = sum(t.numel() for t in state["model"].values())
-    return summarise(name, curve, peak_kb / 1024, params)
+    row = summarise(name, curve, peak_kb / 1024, params)
+    row["load"] = sampler.record()
+    return row
 
 
 def summarise(name: str, curve: list[dict], peak_mb: float, params: int) -> dict[str, object]:
@@ -150,8 +160,8 @@ def load_times(data: Path) -> dict[str, float]:
     from rnnzoo.config import load_config
     from rnnzoo.tasks import IMDBTask
 
-    times = {}
-    with tempfile.TemporaryDirectory() as cache:
+    times: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as cache, LoadSampler(interval_s=1.0) as sampler:
         os.environ["XDG_CACHE_HOME"] = cache
         for label in ("first_load_s", "cached_load_s"):
             start = time.perf_counter()
@@ -161,6 +171,7 @@ def load_times(data: Path) -> dict[str, float]:
             task.dataset("train"), task.dataset("val")
             times[label] = time.perf_counter() - start
         del os.environ["XDG_CACHE_HOME"]
+    times["load"] = sampler.record()
     return times
 
 
@@ -176,7 +187,9 @@ def main() -> None:
     parser.add_argument("--load-only", action="store_true", help="only time data loading")
     args = parser.parse_args()
     if args.load_only:
-        print(json.dumps(load_times(args.data), indent=2))
+        times = load_times(args.data)
+        print(json.dumps(times, indent=2))
+        write_json(args.out, times)
         return
 
     from rnnzoo.config import load_config
@@ -204,7 +217,9 @@ def main() -> None:
         from rnnzoo.perf import tune_cpu_allocator
 
         tune_cpu_allocator()
-        base = run_baseline(args, args.baseline_epochs)
+        with LoadSampler() as sampler:
+            base = run_baseline(args, args.baseline_epochs)
+        base["load"] = sampler.record()
         rows.append(base)
         base_epoch = sum(base["seconds_per_epoch"]) / len(base["seconds_per_epoch"])  # type: ignore[arg-type]
         for row in rows[:-1]:
@@ -217,18 +232,26 @@ def main() -> None:
             f"{row['config']:32} {row['best_val_accuracy']:>12.4f} {per:>8.0f} "
             f"{row['parameters']:>9} {row['peak_memory_mb']:>8.0f}"
         )
-    if args.out:
-        result = {
-            "command": "python scripts/bench_imdb.py " + " ".join(sys.argv[1:]),
-            "machine": {
-                "platform": platform.platform(),
-                "torch": torch.__version__,
-                "threads": torch.get_num_threads(),
-            },
-            "results": rows,
-        }
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}")
+    load = merge_load([r["load"] for r in rows])
+    print(describe_load(load))
+    write_json(args.out, {"load": load, "results": rows})
+
+
+def write_json(path: Path | None, results: dict[str, Any]) -> None:
+    """The results with the command and machine that produced them."""
+    if path is None:
+        return
+    result = {
+        "command": "python scripts/bench_imdb.py " + " ".join(sys.argv[1:]),
+        "machine": {
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
+        **results,
+    }
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ and reports the medians of ``--repeats`` runs after a warm-up and loop / scan.
     python scripts/bench_scan.py --out benchmarks/scan.json
     python scripts/bench_scan.py --cells mingru --seq-lens 1024 --repeats 3
 
-Prints a markdown table and, with ``--out``, writes a JSON with every timing.
+Prints a markdown table and, with ``--out``, writes a JSON with every timing and the load
+average sampled while each configuration was timed (``rnnzoo.perf.LoadSampler``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 import rnnzoo
-from rnnzoo.perf import tune_cpu_allocator
+from rnnzoo.perf import LoadSampler, describe_load, merge_load, tune_cpu_allocator
 
 IMPLS = ("scan", "loop")
 
@@ -70,7 +71,14 @@ def main() -> None:
     args = parser.parse_args()
     tune_cpu_allocator()  # as the rnnzoo command does: large buffers are reused, not re-faulted
 
-    results = [bench(cell, steps, args) for cell in args.cells for steps in args.seq_lens]
+    results = []
+    for cell in args.cells:
+        for steps in args.seq_lens:
+            with LoadSampler() as sampler:
+                result = bench(cell, steps, args)
+            result["load"] = sampler.record()
+            results.append(result)
+    load = merge_load([r["load"] for r in results])
     threads = torch.get_num_threads()
     print(f"one layer, B={args.batch}, H=I={args.hidden}, float32, {threads} threads: ")
     print(f"forward + backward, median of {args.repeats} runs\n")
@@ -80,6 +88,7 @@ def main() -> None:
         scan_ms, loop_ms = 1e3 * r["median_s"]["scan"], 1e3 * r["median_s"]["loop"]
         row = f"| {r['cell']} | {r['seq_len']} | {scan_ms:.1f} | {loop_ms:.1f} |"
         print(f"{row} {r['loop_over_scan']:.1f}x |")
+    print(f"\n{describe_load(load)}")
     if args.out is not None:
         machine = {
             "platform": platform.platform(),
@@ -88,7 +97,7 @@ def main() -> None:
             "threads": torch.get_num_threads(),
         }
         config = {k: v for k, v in vars(args).items() if k != "out"}
-        report = {"machine": machine, "config": config, "results": results}
+        report = {"machine": machine, "config": config, "load": load, "results": results}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nwrote {args.out}")

@@ -18,6 +18,10 @@ the report gives the measured number, the verdict and the command behind it:
 
 Runs go to ``--work`` (default ``runs/report``); a run finished by an earlier,
 interrupted invocation is reused. Sections whose data is not given are skipped.
+
+Beside the report it writes ``docs/report.json``: every number the report shows, as
+computed (``scripts/check_claims.py`` checks the report against it), and the machine's
+load sampled while each comparison trained and while section 2 timed its steps.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ import argparse
 import datetime as dt
 import json
 import math
-import os
 import platform
 import shutil
 import statistics
@@ -41,7 +44,7 @@ import yaml
 from rnnzoo.compare import compare
 from rnnzoo.diagnostics import diagnose
 from rnnzoo.layers import Recurrent
-from rnnzoo.perf import tune_cpu_allocator
+from rnnzoo.perf import LoadSampler, describe_load, merge_load, tune_cpu_allocator
 from rnnzoo.runs import evaluate, load_run
 from rnnzoo.tasks.base import PredictRequest
 
@@ -49,24 +52,34 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
 SOLVED_MSE = 0.01  # adding problem: solved below this test MSE (the mean predictor: 0.167)
 SOLVED_RECALL = 0.9  # copy task: solved when 90 % of the recalled symbols are right
+REMEMBERING = 0.95  # copy task: ce / memoryless below this means the cell uses memory
+STEP = {"seq_len": 100, "batch": 64, "input_size": 64, "hidden_size": 128}  # section 2
+PUBLISHED = {  # ETTh1, M, horizon 96, test MSE (DLinear and SegRNN papers)
+    "repeat": 1.295, "DLinear": 0.375, "SegRNN": 0.351,
+}  # fmt: skip
 
 
 def run_compare(
     name: str, configs: list[Path], overrides: list[str], args: Any, minutes: float | None = None
 ) -> list[dict[str, Any]]:
     budget = minutes or args.budget_minutes
-    load_file = args.work / name / "load.json"  # the load while its runs trained
+    load_file = args.work / name / "load.json"  # the load sampled while its runs trained
     trains = not (args.work / name / "compare.json").is_file()  # else its runs are reused
-    before = os.getloadavg()[0]
-    folder = compare(configs, overrides, 1, budget, args.work / name, echo=_quiet)
+    with LoadSampler() as sampler:
+        folder = compare(configs, overrides, 1, budget, args.work / name, echo=_quiet)
     if trains:
-        load_file.write_text(json.dumps([before, os.getloadavg()[0]]))
-    if load_file.is_file():
-        args.load += json.loads(load_file.read_text())
-    else:  # trained by a version of this script that did not keep it
+        load_file.write_text(json.dumps(sampler.record()))
+    load = json.loads(load_file.read_text()) if load_file.is_file() else None
+    if not isinstance(load, dict):  # trained by a version that sampled only before and after
         args.unknown_load.append(name)
+        load = None
     rows = json.loads((folder / "compare.json").read_text())["rows"]
     args.train_seconds += sum(r["seconds"] for r in rows)
+    args.facts.setdefault("comparisons", {})[name] = {
+        "budget_minutes": budget, "rows": rows, "load": load,
+    }  # fmt: skip
+    if load is not None:
+        args.load.append(load)
     shutil.copyfile(folder / "compare.png", args.figures / f"compare_{name}.png")
     return rows
 
@@ -163,11 +176,12 @@ def memory_section(args: Any, out: list[str]) -> None:
             f"| {c} | {mse[c]:.4g} | {recall[c]:.1%} | {versus[c]:.3f} "
             f"| {'yes' if solved else 'no'} |"
         )
-    remembering = [c for c in versus if versus[c] < 0.95]  # clearly below the plateau
+    remembering = [c for c in versus if versus[c] < REMEMBERING]  # clearly below the plateau
     out += [
         "",
         "On the copy task, cells whose cross-entropy is clearly below the memoryless "
-        f"answer's (ratio < 0.95) have begun to use memory: {', '.join(remembering) or 'none'}"
+        f"answer's (ratio < {REMEMBERING}) have begun to use memory: "
+        f"{', '.join(remembering) or 'none'}"
         f"; {', '.join(c for c in versus if c not in remembering) or 'none'} "
         "still answer as if they remembered nothing.",
     ]
@@ -181,7 +195,7 @@ def memory_section(args: Any, out: list[str]) -> None:
             f"of {_ratio(initial)} at initialisation and {_ratio(trained)} trained; clipping "
             f"fired on {f['clipped_fraction']:.0%} of training steps."
         )
-    fall = {c: _fall(f["trained"]) for c, f in flows.items()}
+    fall = {c: _fall(f["trained"]) or math.inf for c, f in flows.items()}
     gated = max(fall["lstm"], fall["gru"])
     if fall["rnn"] > 1e6 and gated < 1e3:
         reading = (
@@ -189,7 +203,7 @@ def memory_section(args: Any, out: list[str]) -> None:
             f" steps (it falls by at most {gated:.3g}x), while the tanh RNN's still vanishes "
             f"({fall['rnn']:.3g}x): the vanishing-gradient picture. At initialisation all "
             "three vanish: small initial weights shrink the state's influence at every step, "
-            "and an LSTM's forget gate starts near 0.5, halving its cell state each step, "
+            "and an LSTM's forget gate starts near one half, halving its cell state each step, "
             "until training opens the gates."
         )
     else:
@@ -198,11 +212,29 @@ def memory_section(args: Any, out: list[str]) -> None:
             "vanishing while the gated cells' does not); see the numbers above."
         )
     out += ["", reading, ""]
+    args.facts["memory"] = {
+        "solved_mse": SOLVED_MSE,
+        "solved_recall": SOLVED_RECALL,
+        "remembering_ratio": REMEMBERING,
+        "mean_predictor_mse": 1 / 6,  # the variance of the sum of two U(0, 1) numbers
+        "memoryless_recall": 1 / 8,  # guessing one of 8 symbols
+        "memoryless_ce": 10 * math.log(8) / 120,  # 10 symbols of ln 8 over T + 20 steps
+        "copy_minutes": args.copy_minutes,
+        "adding_test_mse": mse,
+        "copy_recall": recall,
+        "copy_ce_vs_memoryless": versus,
+        "gradient_fall": {
+            c: {"initial": _fall(f["initial"]), "trained": _fall(f["trained"]),
+                "clipped_fraction": f["clipped_fraction"]}
+            for c, f in flows.items()
+        },
+    }  # fmt: skip
 
 
-def _fall(flow: list[float]) -> float:
-    """How many times smaller ||dL/dh_t|| is at the first step than at the last."""
-    return float("inf") if flow[0] == 0 else flow[-1] / flow[0]
+def _fall(flow: list[float]) -> float | None:
+    """How many times smaller ||dL/dh_t|| is at the first step than at the last (None:
+    it reaches 0, infinitely smaller)."""
+    return None if flow[0] == 0 else flow[-1] / flow[0]
 
 
 def _ratio(flow: list[float]) -> str:
@@ -211,17 +243,20 @@ def _ratio(flow: list[float]) -> str:
 
 
 def step_cost_section(args: Any, out: list[str]) -> None:
-    """Forward+backward time of one layer, T=100, B=64, H=128, GRU against LSTM in turns."""
-    x = torch.randn(100, 64, 64)
-    layers = {c: Recurrent(c, 64, 128) for c in ("lstm", "gru")}
+    """Forward+backward time of one layer of the ``STEP`` shape, GRU against LSTM in turns."""
+    x = torch.randn(STEP["seq_len"], STEP["batch"], STEP["input_size"])  # (T, B, I)
+    layers = {c: Recurrent(c, STEP["input_size"], STEP["hidden_size"]) for c in ("lstm", "gru")}
     times: dict[str, list[float]] = {c: [] for c in layers}
-    for _ in range(args.repeats):
-        for cell, layer in layers.items():  # interleaved: both see the same machine load
-            start = time.perf_counter()
-            out_, _ = layer(x)
-            out_.sum().backward()
-            times[cell].append(time.perf_counter() - start)
+    with LoadSampler(interval_s=1.0) as sampler:
+        for _ in range(args.repeats):
+            for cell, layer in layers.items():  # interleaved: both see the same machine load
+                start = time.perf_counter()
+                out_, _ = layer(x)
+                out_.sum().backward()
+                times[cell].append(time.perf_counter() - start)
     median = {c: statistics.median(t[2:]) for c, t in times.items()}
+    load = sampler.record()
+    args.load.append(load)
     params = {c: sum(p.numel() for p in layer.parameters()) for c, layer in layers.items()}
     ratio = median["gru"] / median["lstm"]
     verdict = "holds" if ratio < 1 and params["gru"] < params["lstm"] else "does not hold"
@@ -231,15 +266,20 @@ def step_cost_section(args: Any, out: list[str]) -> None:
         f"**Claim:** a GRU step is cheaper than an LSTM step at the same hidden size. "
         f"**Measured: the claim {verdict}.**",
         "",
-        "| cell | parameters (input 64, hidden 128) | forward+backward, T=100 B=64 (median ms) |",
+        f"| cell | parameters (input {STEP['input_size']}, hidden {STEP['hidden_size']}) "
+        f"| forward+backward, T={STEP['seq_len']} B={STEP['batch']} (median ms) |",
         "|---|---|---|",
         *(f"| {c} | {params[c]:,} | {1000 * median[c]:.1f} |" for c in layers),
         "",
         f"GRU / LSTM time: {ratio:.2f} (median of {args.repeats - 2} interleaved repeats after "
-        "2 warm-ups, the default fused implementation); parameters 3/4 by construction "
-        "(3 gate blocks against 4).",
+        "2 warm-ups, the default fused implementation; "
+        f"{describe_load(load)}); parameters 3/4 by construction (3 gate blocks against 4).",
         "",
     ]
+    args.facts["step_cost"] = {
+        "median_s": median, "times_s": times, "ratio": ratio, "parameters": params,
+        "repeats": args.repeats, "shape": STEP, "load": load,
+    }  # fmt: skip
 
 
 def imdb_section(args: Any, out: list[str]) -> None:
@@ -251,6 +291,12 @@ def imdb_section(args: Any, out: list[str]) -> None:
     scores = ", ".join(f"{r['label']} {r['best_val']:.2%}" for r in rows)
     gains = ", ".join(f"{r['label']} {100 * (r['best_val'] - base):+.2f} points" for r in rows[1:])
     helps = all(r["best_val"] > base for r in rows[1:])
+    args.facts["imdb"] = {
+        "gain_points": {r["label"]: r["best_val"] - base for r in rows[1:]},
+        "val_fraction": yaml.safe_load((CONFIGS / f"{names[0]}.yaml").read_text())["data"][
+            "val_fraction"
+        ],
+    }
     verdict = "They help here." if helps else "At this budget the claim does not hold."
     out += [
         "## 3. IMDB: bidirectional and 2-layer LSTMs against one layer, equal budget",
@@ -258,8 +304,9 @@ def imdb_section(args: Any, out: list[str]) -> None:
         f"**Claim:** deep and bidirectional stacks help. **Measured:** validation accuracy "
         f"{scores}; against one layer: {gains}. {verdict}",
         "",
-        "The official test split is not on this machine, so only validation (a seeded 20 % of "
-        "train, used for model selection) is reported.",
+        "The official test split is not on this machine, so only validation (a seeded "
+        f"{args.facts['imdb']['val_fraction']:.0%} of train, used for model selection) is "
+        "reported.",
         "",
         *table(rows),
         "",
@@ -300,6 +347,8 @@ def etth1_section(args: Any, out: list[str]) -> None:
     rnn = [by[n] for n in ("etth1_gru", "etth1_lstm", "etth1_segrnn")]
     beat_naive = all(r["test"] < by["etth1_repeat_last"]["test"] for r in rnn)
     beat_linear = [r["label"] for r in rnn if r["test"] < by["etth1_linear"]["test"]]
+    args.facts["etth1"] = {"published": PUBLISHED}
+    published = ", ".join(f"{k} {v}" for k, v in PUBLISHED.items())
     out += [
         "## 4. ETTh1: recurrent forecasters against naive and linear baselines",
         "",
@@ -308,8 +357,8 @@ def etth1_section(args: Any, out: list[str]) -> None:
         f"that beat the linear model: {', '.join(beat_linear) or 'none'}.",
         "",
         "All 7 columns in and out (M), horizon 96, test MSE on standard-scaled values (the "
-        "field's convention; published: repeat 1.295, DLinear 0.375, SegRNN 0.351). The full "
-        "grid of horizons and settings is in benchmarks/RESULTS.md.",
+        f"field's convention; published: {published}). The full grid of horizons and settings "
+        "is in benchmarks/RESULTS.md.",
         "",
         *table(rows),
         "",
@@ -317,25 +366,26 @@ def etth1_section(args: Any, out: list[str]) -> None:
     ]
 
 
-def _load_note(load: list[float], unknown: list[str]) -> list[str]:
+def _load_note(load: dict[str, Any], unknown: list[str]) -> list[str]:
     """Say whether other work shared the cores: a wall-time budget buys less under load."""
-    threads = torch.get_num_threads()
-    worst = max(load, default=0.0)
     missing = (
         f" (not recorded for the {', '.join(unknown)} runs, trained by an earlier version "
         "of this script)"
         if unknown
         else ""
     )
-    if worst <= threads + 0.5:
-        return [
-            f"The machine was otherwise idle (1-minute load average at most {worst:.1f}{missing}).",
-            "",
-        ]
+    if not load["samples"]:
+        return [f"The machine's load was not recorded{missing}.", ""]
+    numbers = (
+        f"1-minute load average sampled while runs trained and timed: at most {load['max']:.1f}, "
+        f"mean {load['mean']:.1f}, on {load['cores']} cores{missing}"
+    )
+    if load["idle"]:
+        return [f"The machine was otherwise idle ({numbers}).", ""]
     return [
-        f"**Warning:** the 1-minute load average reached {worst:.1f} on {threads} threads: "
-        "other work shared the machine, so budget-limited runs trained for less than their "
-        "budget and their results are not comparable with each other.",
+        f"**Warning:** measured under load ({numbers}): other work shared the machine, so "
+        "budget-limited runs trained for less than their budget, their times are inflated, "
+        "and they are not comparable with each other.",
         "",
     ]
 
@@ -355,6 +405,7 @@ def tagging_section(args: Any, out: list[str]) -> None:
     ceiling = 0.5 + 0.5 / k
     gain = bi["accuracy"] - uni["accuracy"]
     verdict = "holds" if gain > 0.01 else "does not hold"
+    args.facts["tagging"] = {"test": test, "gain": gain, "ceiling": ceiling, "chance": 1 / k}
     out += [
         "## 5. Tagging (many-to-many, same length): what a bidirectional stack buys",
         "",
@@ -370,8 +421,8 @@ def tagging_section(args: Any, out: list[str]) -> None:
         f"tagger near {ceiling:.1%}: on the ambiguous half of the words it cannot know the "
         "next word. Both taggers have two layers: an ambiguous word's tag is its neighbours' "
         "classes added mod K, which one linear layer over the two directions side by side "
-        "cannot compute (with one layer the bidirectional tagger stays at the left-to-right "
-        "ceiling: benchmarks/RESULTS.md).",
+        "cannot compute (with one layer, runs by hand before commit c2edc88 stayed at the "
+        "left-to-right ceiling).",
         "",
         *table(rows),
         "",
@@ -391,6 +442,7 @@ def seq2seq_section(args: Any, out: list[str]) -> None:
         for n in names
     }
     plain, attention = (greedy[n]["exact_match"] for n in names)
+    args.facts["seq2seq"] = {"minutes": args.seq2seq_minutes, "greedy": greedy, "beam4": beam}
     verdict = "holds" if attention > plain else "does not hold"
     out += [
         "## 6. Sequence-to-sequence: attention and beam search",
@@ -464,6 +516,14 @@ def generator_section(args: Any, out: list[str]) -> None:
         for label in ("pos", "neg")
     }
     gap = ce["swapped"] - ce["model"]
+    args.facts["generator"] = {
+        "minutes": args.generator_minutes,
+        "ce_per_char": ce,
+        "perplexity": {k: math.exp(v) for k, v in ce.items()},
+        "bits_per_char": {k: v / math.log(2) for k, v in ce.items()},
+        "label_swap_gap": gap,
+        "samples": samples,
+    }
     reading = (
         "at this budget the model writes reviews, hardly positive or negative ones."
         if gap < 0.005
@@ -485,7 +545,9 @@ def generator_section(args: Any, out: list[str]) -> None:
         "Samples (`rnnzoo predict RUN --label pos --max-len 200 --temperature 0.8 --seed 0`, "
         "and `--label neg`):",
         "",
-        *(f"- {label}: {text!r}" for label, text in samples.items()),
+        "```text",  # generated text: its digits are no measurements
+        *(f"{label}: {text!r}" for label, text in samples.items()),
+        "```",
         "",
         *table(rows),
         "",
@@ -561,9 +623,10 @@ def main() -> None:
     tune_cpu_allocator()
     args.figures = args.out.parent / "figures"
     args.figures.mkdir(parents=True, exist_ok=True)
-    args.load = []  # 1-minute load averages before and after each comparison's training
+    args.load = []  # load records of each comparison's training and of section 2's timing
     args.train_seconds = 0.0  # wall time of every training run in the report
     args.unknown_load = []  # comparisons whose load was not recorded
+    args.facts = {}  # every number the report shows, for docs/report.json
     started = time.perf_counter()
     body: list[str] = []
     memory_section(args, body)
@@ -578,7 +641,10 @@ def main() -> None:
         generator_section(args, body)
     if args.imdb is not None and args.etth1 is not None:
         zoo_section(args, body)
-    minutes = (time.perf_counter() - started) / 60
+    seconds = time.perf_counter() - started
+    minutes = seconds / 60
+    load = merge_load(args.load)
+    evidence = args.out.with_name("report.json")
     head = [
         "# What the measurements say",
         "",
@@ -595,10 +661,36 @@ def main() -> None:
         "verdict is about "
         "these runs, not a general law.",
         "",
-        *_load_note(args.load, args.unknown_load),
+        f"Every number below is in `docs/{evidence.name}`, which the same command wrote.",
+        "",
+        *_load_note(load, args.unknown_load),
     ]
+    report = {
+        "command": f"python scripts/make_report.py {' '.join(sys.argv[1:])}",
+        "date": str(dt.date.today()),
+        "machine": {
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "device": "CUDA" if torch.cuda.is_available() else "CPU",
+        },
+        "budget_minutes": args.budget_minutes,
+        "train_seconds": args.train_seconds,
+        "invocation_seconds": seconds,
+        "load": load,
+        "load_not_recorded": args.unknown_load,
+        "sections": args.facts,
+    }
+    evidence.write_text(json.dumps(report, indent=2, default=_jsonable) + "\n")
     args.out.write_text("\n".join(head + body))
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out} and {evidence}")
+
+
+def _jsonable(value: Any) -> Any:
+    """Tensors and paths as JSON (a metric may come back as a 0-d tensor)."""
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    return str(value)
 
 
 if __name__ == "__main__":
