@@ -1,5 +1,5 @@
 """``python -m rnnzoo`` runs the CLI (and so does ``torchrun -m rnnzoo train ...``)."""
 
-from rnnzoo.cli import main
+from rnnzoo.launch import main
 
 main()

@@ -24,7 +24,7 @@ from rnnzoo.errors import ConfigError, RnnzooError, os_error
 
 def _fail(message: str, hint: str | None = None, code: int = 2) -> typer.Exit:
     """Print ``error: message`` (and ``help: hint``) on stderr; the exit to raise."""
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(message if code == 130 else f"error: {message}", err=True)  # 130: asked for
     if hint:
         typer.echo(f"help: {hint}", err=True)
     return typer.Exit(code)

@@ -15,7 +15,10 @@ import os
 import pickle
 import shutil
 import signal
+import subprocess
+import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -803,3 +806,35 @@ def test_a_bug_is_one_line_and_debug_shows_the_traceback(work: Path, monkeypatch
     result = invoke("train", "-c", work / "tiny.yaml")
     assert result.exit_code == 1 and "Traceback" in result.output, result.output
     assert 'raise TypeError("unexpected")' in result.output
+
+
+def _importing_torch(pid: int, work: Path) -> bool:
+    maps = Path(f"/proc/{pid}/maps")
+    return maps.exists() and "libtorch" in maps.read_text()
+
+
+def _training(pid: int, work: Path) -> bool:
+    return any((work / "runs").glob("*/checkpoints/last.pt"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("moment", [_importing_torch, _training])
+def test_ctrl_c_at_any_moment_of_a_real_process(work: Path, moment):
+    """SIGINT while the command imports torch, or while it trains: exit 130, one line,
+    and a run folder only if it holds a checkpoint to resume from."""
+    long = edit(work, train={"epochs": 100000})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rnnzoo", "train", "-c", str(long)],
+        cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not moment(process.pid, work) and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and err.startswith("interrupted"), err
+    assert len(err.strip().splitlines()) <= 2, err  # what happened, and how to resume
+    for run_dir in (work / "runs").glob("*") if (work / "runs").exists() else []:
+        assert (run_dir / "checkpoints" / "last.pt").is_file(), sorted(run_dir.rglob("*"))
