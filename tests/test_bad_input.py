@@ -107,14 +107,18 @@ def edit(work: Path, **sections: dict) -> Path:
     return path
 
 
+def train_once(root: Path, config: dict) -> Path:
+    """A finished run of ``config`` at ``root/runs/run``."""
+    path = write_config(root / "config.yaml", config, root / "runs")
+    result = invoke("train", "-c", path, "--set", "output.name=run")
+    assert result.exit_code == 0, result.output
+    return root / "runs" / "run"
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """One finished adding run, trained once; tests take copies."""
-    root = tmp_path_factory.mktemp("trained")
-    config = write_config(root / "tiny.yaml", ADDING, root / "runs")
-    result = invoke("train", "-c", config, "--set", "output.name=run")
-    assert result.exit_code == 0, result.output
-    return root / "runs" / "run"
+    return train_once(tmp_path_factory.mktemp("trained"), ADDING)
 
 
 @pytest.fixture
@@ -144,11 +148,8 @@ FORECAST = {
 @pytest.fixture(scope="module")
 def forecast_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("forecast")
-    config = {**FORECAST, "data": {**FORECAST["data"], "path": str(forecast_csv(root / "s.csv"))}}
-    path = write_config(root / "f.yaml", config, root / "runs")
-    result = invoke("train", "-c", path, "--set", "output.name=run")
-    assert result.exit_code == 0, result.output
-    return root / "runs" / "run"
+    csv = forecast_csv(root / "s.csv")
+    return train_once(root, {**FORECAST, "data": {**FORECAST["data"], "path": str(csv)}})
 
 
 def imdb_archive(path: Path) -> Path:
@@ -182,11 +183,7 @@ def imdb_run(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
         archive = imdb_archive(root / "aclImdb_v1.tar.gz")
-        config = {**IMDB, "data": {**IMDB["data"], "path": str(archive)}}
-        path = write_config(root / "imdb.yaml", config, root / "runs")
-        result = invoke("train", "-c", path, "--set", "output.name=run")
-    assert result.exit_code == 0, result.output
-    return root / "runs" / "run"
+        return train_once(root, {**IMDB, "data": {**IMDB["data"], "path": str(archive)}})
 
 
 # -- the config file ------------------------------------------------------------------
@@ -203,16 +200,20 @@ def test_config_is_a_folder(work: Path):
         assert_user_error(invoke("train", "-c", work / "configs"), "configs", "folder")
 
 
-def test_config_in_latin_1(work: Path):
-    (work / "latin.yaml").write_bytes("task: adding  # caf\xe9\n".encode("latin-1"))
+@pytest.mark.parametrize(
+    ("name", "content", "named"),
+    [
+        ("latin.yaml", "task: adding  # caf\xe9\n".encode("latin-1"), "UTF-8"),
+        ("broken.yaml", b"task: adding\nmodel: {name: many_to_one\ntrain: {}\n", "line"),
+        ("list.yaml", b"- task: adding\n", "mapping"),
+        ("empty.yaml", b"", "mapping"),
+    ],
+    ids=["latin-1", "yaml-syntax", "a-list", "empty"],
+)
+def test_a_config_file_that_is_not_a_config(work: Path, name: str, content: bytes, named: str):
+    (work / name).write_bytes(content)
     with unchanged(work):
-        assert_user_error(invoke("train", "-c", work / "latin.yaml"), "latin.yaml", "UTF-8")
-
-
-def test_config_with_a_yaml_syntax_error_names_the_line(work: Path):
-    (work / "broken.yaml").write_text("task: adding\nmodel: {name: many_to_one\ntrain: {}\n")
-    with unchanged(work):
-        assert_user_error(invoke("train", "-c", work / "broken.yaml"), "broken.yaml", "line")
+        assert_user_error(invoke("train", "-c", work / name), name, named)
 
 
 def test_config_with_a_section_twice(work: Path):
@@ -221,18 +222,6 @@ def test_config_with_a_section_twice(work: Path):
     with unchanged(work):
         out = assert_user_error(invoke("train", "-c", work / "twice.yaml"), "'model'", "twice")
     assert "line" in out
-
-
-def test_config_that_is_a_list(work: Path):
-    (work / "list.yaml").write_text("- task: adding\n")
-    with unchanged(work):
-        assert_user_error(invoke("train", "-c", work / "list.yaml"), "list.yaml", "mapping")
-
-
-def test_config_that_is_empty(work: Path):
-    (work / "empty.yaml").write_text("")
-    with unchanged(work):
-        assert_user_error(invoke("train", "-c", work / "empty.yaml"), "empty.yaml", "mapping")
 
 
 def test_misspelt_key_suggests_the_right_one(work: Path):
