@@ -123,3 +123,11 @@ def test_run_folder_names_what_the_comparison_holds_when_a_label_is_missing(
     message = str(caught.value)
     assert str(comparison / "compare.json") in message
     assert "tiny_gru (seed 0)" in message and "tiny_rnn (seed 1)" in message
+
+
+def test_the_imdb_section_says_test_is_missing_only_when_it_is():
+    without = [{"test": None}, {"test": None}]
+    assert "no test split" in report._imdb_splits(without, 0.2)
+    with_test = [{"test": 0.85}, {"test": 0.87}]
+    sentence = report._imdb_splits(with_test, 0.2)
+    assert "no test split" not in sentence and "official test split" in sentence
