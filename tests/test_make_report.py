@@ -105,10 +105,8 @@ def test_run_folder_follows_compare_to_a_run_under_another_name(
     work = shutil.copytree(comparison.parent, tmp_path / "work")
     cmp = work / comparison.name
     older = cmp / "runs" / "tiny_gru-seed0"
-    hashed = (
-        cmp / "runs" / report.run_folder(cmp, "tiny_gru").name
-    )  # the copy's, not the original's
-    hashed.rename(older)
+    # compare.json still names the original's folders: rename the copy's
+    (cmp / "runs" / report.run_folder(cmp, "tiny_gru").name).rename(older)
     monkeypatch.setattr(compare_module, "train_process", _train_here)
     sources = [work / "tiny_gru.yaml", work / "tiny_rnn.yaml"]
     compare_module.compare(sources, seeds=2, out=cmp, echo=_silent)
