@@ -118,6 +118,7 @@ def test_tokenizer_round_trip_and_truncation(tmp_path: Path):
 def test_bucketed_batches_cover_every_example_once():
     lengths = [int(x) for x in torch.randint(1, 100, (103,))]
     sampler = EpochBatches(103, 8, seed=0, lengths=lengths, bucket=4)
+    epochs = []
     for epoch in range(3):
         sampler.set_epoch(epoch)
         seen = [i for batch in sampler for i in batch]
@@ -125,6 +126,13 @@ def test_bucketed_batches_cover_every_example_once():
         # within a batch the lengths are close: sorted inside chunks of 32
         spans = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in sampler]
         assert sum(spans) / len(spans) < 30
+        # and the batches are shuffled after the sort: unshuffled, each chunk's 4 batches
+        # would come longest first, every epoch (a curriculum nobody asked for)
+        longest = [max(lengths[i] for i in b) for b in sampler]
+        chunks = [longest[c : c + 4] for c in range(0, 12, 4)]
+        assert not all(c == sorted(c, reverse=True) for c in chunks), longest
+        epochs.append(list(sampler))
+    assert epochs[0] != epochs[1] != epochs[2]  # a new order every epoch
 
 
 def test_train_eval_predict_through_the_cli(config: Path, tmp_path: Path):

@@ -151,3 +151,33 @@ def test_scores_over_uneven_batches_equal_the_whole_split_at_once():
     assert scores["mse"] == pytest.approx(float(err.square().mean()), rel=1e-6)
     assert scores["mae"] == pytest.approx(float(err.abs().mean()), rel=1e-6)
     assert scores["loss"] == pytest.approx(float(F.mse_loss(out, whole.targets)), rel=1e-6)
+
+
+def test_bucketing_reaches_the_training_batches(tmp_path: Path, monkeypatch):
+    """A task's ``bucket`` must reach the sampler the trainer builds: with it, the
+    training batches hold sources of similar length, so far less padding."""
+    padding: list[float] = []
+    real = Trainer._step
+
+    def step(self, batch, *args, **kwargs):
+        padding.append(1 - float(batch.lengths.sum()) / batch.inputs.numel())
+        return real(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_step", step)
+    mean = {}
+    for bucket in (1, 8):
+        config = {
+            "task": "number_words",
+            "data": {"max_number": 999, "n_train": 256, "n_val": 8, "n_test": 8, "bucket": bucket},
+            "model": {"name": "seq2seq", "cell": "gru", "hidden_size": 4, "embedding_dim": 4},
+            "train": {"epochs": 1, "batch_size": 32, "device": "cpu"},
+            "output": {"dir": str(tmp_path), "name": f"bucket{bucket}", "tensorboard": False},
+        }
+        path = tmp_path / f"bucket{bucket}.yaml"
+        path.write_text(json.dumps(config))
+        result = runner.invoke(app, ["train", "-c", str(path)])
+        assert result.exit_code == 0, result.output
+        assert len(padding) == 8  # 256 samples in batches of 32
+        mean[bucket] = sum(padding) / len(padding)
+        padding.clear()
+    assert mean[8] < 0.5 * mean[1], mean  # measured: 0.06 against 0.20
