@@ -83,6 +83,25 @@ def test_plateau_schedule_halves_lr_after_each_epoch_without_improvement(
     assert lrs == pytest.approx([0.01, 0.005, 0.005, 0.0025, 0.00125])
 
 
+def test_cosine_schedule_warms_up_then_reaches_zero_at_the_last_step(tiny_config, monkeypatch):
+    """Linear warm-up over 3 steps, then cosine down to 0 at the last step, which
+    max_steps (7) sets, not the 3 epochs (15 steps)."""
+    lrs: list[float] = []
+    real = Trainer._step
+
+    def step(self, *args, **kwargs):
+        lrs.append(self.optimizer.param_groups[0]["lr"])  # the lr this step uses
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_step", step)
+    settings = ["train.schedule=cosine", "train.warmup_steps=3", "train.max_steps=7"]
+    lines = epochs(train(tiny_config, "cosine", *settings, "train.epochs=3"))
+    c = math.cos
+    by_hand = [1 / 3, 2 / 3, 1, 1, (1 + c(math.pi / 4)) / 2, 1 / 2, (1 + c(3 * math.pi / 4)) / 2]
+    assert lrs == pytest.approx([0.01 * f for f in by_hand])
+    assert lines[-1]["step"] == 7 and lines[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
 @pytest.fixture
 def steps(monkeypatch) -> list[dict]:
     """Each optimiser step: how far it moved the parameters (L2 over all of them), its
