@@ -17,7 +17,7 @@ from rnnzoo.cli import app
 from rnnzoo.config import parse_config
 from rnnzoo.evaluation import evaluate
 from rnnzoo.models import build_model
-from rnnzoo.tasks import AddingTask
+from rnnzoo.tasks import TASKS, AddingTask
 from rnnzoo.trainer import Trainer
 from tests.conftest import TINY
 
@@ -200,3 +200,68 @@ def test_bucketing_reaches_the_training_batches(tmp_path: Path, monkeypatch):
         mean[bucket] = sum(padding) / len(padding)
         padding.clear()
     assert mean[8] < 0.5 * mean[1], mean  # measured: 0.06 against 0.20
+
+
+TAGGING = {
+    "task": "tagging",
+    "data": {"vocab_size": 12, "num_tags": 3, "min_len": 2, "max_len": 9,
+             "n_train": 32, "n_val": 16, "n_test": 16},
+    "model": {"name": "sequence_tagger", "hidden_size": 6, "embedding_dim": 4,
+              "bidirectional": True},
+    "train": {"epochs": 1, "batch_size": 8, "device": "cpu"},
+    "output": {"tensorboard": False},
+}  # fmt: skip
+
+
+def test_training_steps_see_the_batch_lengths(tmp_path: Path, monkeypatch):
+    """Each step's loss is the model's loss on its batch read with the batch's lengths
+    (a bidirectional tagger: read without them, its reverse direction starts in the
+    padding and every score moves)."""
+    checked: list[float] = []
+    real = Trainer._step
+
+    def step(self, batch, *args, **kwargs):
+        assert batch.lengths is not None and (batch.lengths < batch.inputs.shape[1]).any()
+        with torch.no_grad():
+            output = self.model(batch.inputs, batch.lengths)
+            expected = float(self.task.loss(output.float(), batch))
+        loss, norm, n = real(self, batch, *args, **kwargs)
+        assert loss == pytest.approx(expected, rel=1e-5)
+        checked.append(loss)
+        return loss, norm, n
+
+    monkeypatch.setattr(Trainer, "_step", step)
+    config = {**TAGGING, "output": {**TAGGING["output"], "dir": str(tmp_path), "name": "tag"}}
+    path = tmp_path / "tag.yaml"
+    path.write_text(json.dumps(config))
+    result = runner.invoke(app, ["train", "-c", str(path)])
+    assert result.exit_code == 0, result.output
+    assert len(checked) == 4
+
+
+def test_scoring_reads_each_sequence_as_if_alone():
+    """evaluate() in batches of 8 (padded to each batch's longest) gives every sentence
+    the scores it gets scored alone (no padding at all), and so the same metrics. (Not
+    the same loss: evaluate weights each batch's mean token loss by its number of
+    sentences, so the loss moves with the batch size.)"""
+    config = parse_config(TAGGING)
+    task = TASKS.get("tagging")(config.data)
+    torch.manual_seed(0)
+    model = build_model(config.model, task.io)
+    scored: list[torch.Tensor] = []  # each sentence's scores at its valid steps, in order
+    real = task.metrics
+
+    def metrics(output, batch):
+        scored.extend(o[:n] for o, n in zip(output, batch.lengths.tolist(), strict=True))
+        return real(output, batch)
+
+    task.metrics = metrics
+    data, cpu = task.dataset("val"), torch.device("cpu")
+    together = evaluate(model, task, data, cpu, 8)
+    padded, scored[:] = list(scored), []
+    alone = evaluate(model, task, data, cpu, 1)
+    assert len(padded) == len(scored) == 16
+    for a, b in zip(padded, scored, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for name in together.keys() - {"loss"}:
+        assert together[name] == alone[name], name
