@@ -150,6 +150,12 @@ def test_train_eval_predict_through_the_cli(config: Path, tmp_path: Path):
     texts.write_text("great\nawful\n\n")
     result = runner.invoke(app, ["predict", str(run_dir), "--file", str(texts)])
     assert result.exit_code == 0 and len(result.output.strip().splitlines()) == 2
+    # texts of different lengths are padded into one batch: each answer is its own alone
+    reviews = ["what a great wonderful film, loved it", "awful"]
+    texts.write_text("\n".join(reviews) + "\n")
+    together = runner.invoke(app, ["predict", str(run_dir), "--file", str(texts)])
+    alone = [runner.invoke(app, ["predict", str(run_dir), r]).output for r in reviews]
+    assert together.output.splitlines() == [a.strip() for a in alone]
     # another copy of the data holding only the test split
     only_test = make_archive(tmp_path / "test_only.tar.gz", splits=("test",))
     result = runner.invoke(
