@@ -400,6 +400,29 @@ def test_train_eval_plot_predict_through_the_cli(forecast_config: Path, tmp_path
     assert out.read_text().splitlines()[1].startswith("2008-07-01")
 
 
+def test_predict_writes_forecasts_in_the_data_units(forecast_config: Path, tmp_path: Path):
+    """repeat_last forecasts the last history row: so the CSV must hold that row's raw
+    value of c0 (scaled back), and a cut-off's actual columns the rows that follow it."""
+    runner = CliRunner()
+    over = ["--set", "model={name: repeat_last}"]
+    assert runner.invoke(app, ["train", "--config", str(forecast_config), *over]).exit_code == 0
+    raw = [line.split(",") for line in (tmp_path / "sales.csv").read_text().splitlines()[1:]]
+    c0 = [float(row[1]) for row in raw]  # 90 months from 2000-01
+    run = tmp_path / "runs" / "sales"
+    out = tmp_path / "cut.csv"
+    for cutoff, last_seen in ((None, 89), ("2006-12", 83)):  # row 84 is 2007-01
+        args = ["predict", str(run), "--out", str(out)]
+        result = runner.invoke(app, args + (["--cutoff", cutoff] if cutoff else []))
+        assert result.exit_code == 0, result.output
+        rows = [line.split(",") for line in out.read_text().splitlines()[1:]]
+        assert len(rows) == 6
+        for row in rows:
+            assert float(row[1]) == pytest.approx(c0[last_seen], abs=1e-3)
+        if cutoff:
+            actual = [float(row[2]) for row in rows]
+            assert actual == pytest.approx(c0[last_seen + 1 : last_seen + 7])
+
+
 def test_baselines_are_scored_without_training(forecast_config: Path, tmp_path: Path):
     naive = ["--set", "model={name: seasonal_naive, period: 12}", "--set", "output.name=naive"]
     result = CliRunner().invoke(app, ["train", "--config", str(forecast_config), *naive])

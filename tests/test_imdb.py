@@ -118,6 +118,7 @@ def test_tokenizer_round_trip_and_truncation(tmp_path: Path):
 def test_bucketed_batches_cover_every_example_once():
     lengths = [int(x) for x in torch.randint(1, 100, (103,))]
     sampler = EpochBatches(103, 8, seed=0, lengths=lengths, bucket=4)
+    epochs = []
     for epoch in range(3):
         sampler.set_epoch(epoch)
         seen = [i for batch in sampler for i in batch]
@@ -125,6 +126,13 @@ def test_bucketed_batches_cover_every_example_once():
         # within a batch the lengths are close: sorted inside chunks of 32
         spans = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in sampler]
         assert sum(spans) / len(spans) < 30
+        # and the batches are shuffled after the sort: unshuffled, each chunk's 4 batches
+        # would come longest first, every epoch (a curriculum nobody asked for)
+        longest = [max(lengths[i] for i in b) for b in sampler]
+        chunks = [longest[c : c + 4] for c in range(0, 12, 4)]
+        assert not all(c == sorted(c, reverse=True) for c in chunks), longest
+        epochs.append(list(sampler))
+    assert epochs[0] != epochs[1] != epochs[2]  # a new order every epoch
 
 
 def test_train_eval_predict_through_the_cli(config: Path, tmp_path: Path):
@@ -142,6 +150,12 @@ def test_train_eval_predict_through_the_cli(config: Path, tmp_path: Path):
     texts.write_text("great\nawful\n\n")
     result = runner.invoke(app, ["predict", str(run_dir), "--file", str(texts)])
     assert result.exit_code == 0 and len(result.output.strip().splitlines()) == 2
+    # texts of different lengths are padded into one batch: each answer is its own alone
+    reviews = ["what a great wonderful film, loved it", "awful"]
+    texts.write_text("\n".join(reviews) + "\n")
+    together = runner.invoke(app, ["predict", str(run_dir), "--file", str(texts)])
+    alone = [runner.invoke(app, ["predict", str(run_dir), r]).output for r in reviews]
+    assert together.output.splitlines() == [a.strip() for a in alone]
     # another copy of the data holding only the test split
     only_test = make_archive(tmp_path / "test_only.tar.gz", splits=("test",))
     result = runner.invoke(

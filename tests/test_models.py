@@ -41,13 +41,53 @@ def test_pooling_ignores_padding(pooling, bidirectional):
         torch.testing.assert_close(model(x, lengths)[b : b + 1], alone, rtol=1e-5, atol=1e-6)
 
 
-def test_last_pooling_reads_both_directions():
-    model = ManyToOne(3, 2, "gru", 4, bidirectional=True, pooling="last")
-    x = torch.randn(1, 5, 3, requires_grad=True)
-    model(x).sum().backward()
-    # the reverse direction's final state saw step 0 last, the forward one step 4:
-    # every step, first and last included, reaches the output
-    assert (x.grad.abs().sum(-1) > 0).all()
+def pooled_by_hand(out: torch.Tensor, lengths: list[int], pooling: str) -> torch.Tensor:
+    """Pooling written out per sequence from the top layer's outputs (B, T, 2H) of a
+    bidirectional stack: ``last`` is the forward half at the last valid step beside the
+    reverse half at step 0 (where the reverse direction ends)."""
+    hidden = out.shape[-1] // 2
+    rows = []
+    for b, n in enumerate(lengths):
+        valid = out[b, :n]  # (n, 2H)
+        last = torch.cat([valid[n - 1, :hidden], valid[0, hidden:]])
+        parts = {"last": [last], "mean": [valid.mean(0)], "max": [valid.amax(0)]}
+        parts["concat"] = parts["last"] + parts["mean"] + parts["max"]
+        rows.append(torch.cat(parts[pooling]))
+    return torch.stack(rows)
+
+
+LENGTHS = [6, 2, 4, 1]  # unsorted, one of a single step
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max"])
+def test_many_to_one_pooling_by_hand_over_both_directions(pooling):
+    torch.manual_seed(0)
+    model = ManyToOne(3, 2, "lstm", 5, num_layers=2, bidirectional=True, pooling=pooling)
+    model = model.double().eval()
+    x = torch.randn(4, 6, 3, dtype=torch.double)
+    out, _ = model.rnn(x, lengths=torch.tensor(LENGTHS))
+    expected = model.head(pooled_by_hand(out, LENGTHS, pooling))
+    torch.testing.assert_close(model(x, torch.tensor(LENGTHS)), expected, rtol=1e-12, atol=1e-12)
+    if pooling == "max":  # a padded sequence with a unit below zero at every valid step:
+        assert (pooled_by_hand(out, LENGTHS, "max")[1:] < 0).any()  # padding's 0 must lose
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "concat"])
+def test_classifier_pooling_by_hand_over_both_directions(pooling):
+    from rnnzoo.models import SequenceClassifier
+
+    torch.manual_seed(0)
+    args = SequenceClassifier.Args(
+        hidden_size=5, num_layers=2, bidirectional=True, pooling=pooling, embedding_dim=4
+    )
+    model = SequenceClassifier(30, 3, args).double().eval()
+    tokens = torch.randint(1, 30, (4, 6))
+    out, _ = model.rnn(model.embedding(tokens), lengths=torch.tensor(LENGTHS))
+    expected = model.head(pooled_by_hand(out, LENGTHS, pooling))
+    got = model(tokens, torch.tensor(LENGTHS))
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    if pooling == "max":
+        assert (pooled_by_hand(out, LENGTHS, "max")[1:] < 0).any()
 
 
 @pytest.mark.parametrize("pooling", ["last", "mean", "max", "concat"])

@@ -367,18 +367,52 @@ def test_a_shipped_config_with_every_option_on_trains(path: Path):
     assert layers
     for m in layers:  # every layer of every model gets every option
         assert [getattr(m, k) for k in OPTIONS] == [0.2] * 4
-    targets = None
-    if io.vocab_size:
-        x = torch.randint(3, 10, (2, 5))
-        if io.output == "next_token":
-            x[:, 0] = torch.arange(2) % (io.num_conditions or 1)
-        if io.output == "sequence":
-            targets = torch.randint(3, io.output_size, (2, 4))
-    else:
-        x = torch.randn(2, io.input_len or 5, io.input_size)
-    out = model(x, targets=targets)
-    out = out.logits if io.output == "sequence" else out
+    out = run_model(model, io)
     assert torch.isfinite(out).all()
     out.square().mean().backward()
     for m in layers:
         assert m.weight_hh_l0.grad is not None and m.weight_hh_l0.grad.abs().sum() > 0
+
+
+def run_model(model: torch.nn.Module, io: ModelIO) -> torch.Tensor:
+    """The model's scores on a small fixed batch of the inputs its task gives."""
+    gen = torch.Generator().manual_seed(0)
+    targets = None
+    if io.vocab_size:
+        x = torch.randint(3, 10, (2, 5), generator=gen)
+        if io.output == "next_token":
+            x[:, 0] = torch.arange(2) % (io.num_conditions or 1)
+        if io.output == "sequence":
+            targets = torch.randint(3, io.output_size, (2, 4), generator=gen)
+    else:
+        x = torch.randn(2, io.input_len or 5, io.input_size, generator=gen)
+    out = model(x, targets=targets)
+    return out.logits if io.output == "sequence" else out
+
+
+@pytest.mark.parametrize("path", ONE_PER_MODEL, ids=[p.name for p in ONE_PER_MODEL])
+def test_every_models_dropouts_are_off_in_eval(path: Path):
+    """Every dropout a model's config offers (between layers, on inputs, hidden state,
+    weights, embeddings, words, before the head) at 0.5: in eval the model gives what
+    the same weights give with all of them at 0, to the bit. (Zoneout is not the
+    identity in eval: it has its own test above.)"""
+    raw = yaml.safe_load(path.read_text())
+    schema = MODELS.get(raw["model"]["name"]).Args
+    rates = [k for k in schema.model_fields if "drop" in k]
+    if not rates:
+        pytest.skip("nothing to drop")
+    raw["model"].update(hidden_size=16, num_layers=2)
+    plain = parse_config(raw, source=str(path))
+    io = TASKS.get(plain.task)(plain.data).nominal_io
+    raw["model"].update(dict.fromkeys(rates, 0.5))
+    dropped = parse_config(raw, source=str(path))
+    torch.manual_seed(0)
+    model = build_model(dropped.model, io)
+    reference = build_model(plain.model, io)
+    reference.load_state_dict(model.state_dict())
+    torch.manual_seed(1)
+    train_out = run_model(model.train(), io)
+    with torch.no_grad():
+        out, ref = run_model(model.eval(), io), run_model(reference.eval(), io)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    assert not torch.allclose(train_out, out)  # the rates do act in training
