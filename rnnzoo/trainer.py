@@ -156,7 +156,8 @@ class Trainer:
         """Train on the rest of the current epoch; returns (finished?, train metrics)."""
         p, cfg = self.progress, self.cfg
         self.batches.set_epoch(p.epoch, skip=p.batch_in_epoch)
-        data = loader(self.train_data, self.batches, cfg.num_workers, self.device)
+        seed = self.batches.epoch_seed()
+        data = loader(self.train_data, self.batches, cfg.num_workers, self.device, seed)
         totals = Totals(self.device, p.partial)
         self.net.train()
         bar = tqdm(
