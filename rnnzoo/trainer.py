@@ -42,7 +42,8 @@ class Progress:
     batch_in_epoch: int = 0  # batches of the unfinished epoch already trained on
     best: float | None = None
     best_epoch: int | None = None
-    bad_epochs: int = 0  # epochs since the best, for early stopping
+    bad_epochs: int = 0  # finished epochs since the best finished one, for early stopping
+    epoch_best: float | None = None  # best of the finished epochs (patience counts from it)
     seconds: float = 0.0  # wall time in fit() so far, for train.max_minutes
     partial: dict[str, float] = dataclasses.field(default_factory=dict)  # unfinished epoch
 
@@ -224,19 +225,30 @@ class Trainer:
             "lower train.lr, or set train.grad_clip",
         )
 
+    def _better(self, value: float, than: float | None) -> bool:
+        return than is None or (value < than if self.mode == "min" else value > than)
+
     def _record(
         self, train: dict[str, float], val: dict[str, float], seconds: float, done: bool
     ) -> bool:
         """Log one epoch, update the best and early-stopping counters; True if improved."""
         p = self.progress
         value = val[self.metric]
-        better = p.best is None or (value < p.best if self.mode == "min" else value > p.best)
+        better = self._better(value, p.best)
         if better:
             # p.epoch counts finished epochs; a partial one is the next, as it is logged
-            p.best, p.best_epoch, p.bad_epochs = value, p.epoch if done else p.epoch + 1, 0
+            p.best, p.best_epoch = value, p.epoch if done else p.epoch + 1
+        # Patience counts finished epochs only: a partial one (scored when a budget stops
+        # the run) must not reset it, or a run resumed with more budget would stop early
+        # at another epoch than an uninterrupted one.
+        if done and self._better(value, p.epoch_best):
+            p.epoch_best, p.bad_epochs = value, 0
         elif done:
             p.bad_epochs += 1
-        if isinstance(self.scheduler, ReduceLROnPlateau):
+        # Plateau's patience counts epochs. A partial one is scored only when a budget
+        # stops the run; stepping on it would count an epoch that a run resumed with
+        # more budget finishes and counts again.
+        if isinstance(self.scheduler, ReduceLROnPlateau) and done:
             self.scheduler.step(value)
         samples = self.batches.n if done else None
         record: dict[str, Any] = {
@@ -286,7 +298,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         checkpoint.set_rng_state(state["rng"])
-        self.progress = Progress(**state["progress"])
+        # a checkpoint from before epoch_best was kept: its best is the nearest to it
+        self.progress = Progress(**{"epoch_best": state["progress"]["best"], **state["progress"]})
 
 
 def _flag(trainer: Trainer) -> Tensor:
