@@ -107,6 +107,8 @@ class Trainer:
                 started = self._clock = time.perf_counter()
                 done, train = self._train_epoch()
                 if self._stopping():
+                    # the interrupted epoch's time counts against train.max_minutes too
+                    p.seconds += time.perf_counter() - started
                     self.save("last")
                     where = f" {self.run_dir}" if self.run_dir else ""
                     raise Interrupted(
