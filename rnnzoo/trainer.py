@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import math
 import signal
 import time
@@ -26,7 +27,7 @@ from rnnzoo import checkpoint
 from rnnzoo.config import Config
 from rnnzoo.data.batches import Batch
 from rnnzoo.data.sampling import EpochBatches
-from rnnzoo.distributed import World, all_sum
+from rnnzoo.distributed import World, all_sum, gather_bytes
 from rnnzoo.errors import ConfigError, Interrupted, TrainingDiverged
 from rnnzoo.evaluation import Totals, autocast, evaluate, loader
 from rnnzoo.optim import make_optimizer, make_scheduler
@@ -281,27 +282,50 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------------
 
     def save(self, kind: str) -> None:
-        """Write ``checkpoints/<kind>.pt`` atomically (rank 0 only)."""
+        """Write ``checkpoints/<kind>.pt`` atomically (rank 0 writes; every process
+        calls it, to hand over what is its own)."""
+        own = self._own_state_of_every_process()
         if self.run_dir is None or not self.world.is_main:
             return
-        state = {
+        state: dict[str, Any] = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": checkpoint.rng_state(),
+            "rng": own[0]["rng"],
             "progress": dataclasses.asdict(self.progress),
             "config": self.config.to_dict(),
         }
+        if self.world.size > 1:
+            state["per_process"] = own
         checkpoint.save_atomic(state, self.run_dir / "checkpoints" / f"{kind}.pt")
+
+    def _own_state_of_every_process(self) -> list[dict[str, Any]]:
+        """What differs between processes, in rank order: the generators (processes
+        draw different amounts, as their batches differ in size and length) and the
+        unfinished epoch's metric sums (each its own shard's). Rank 0's alone would not
+        resume the others where they were."""
+        mine = {"rng": checkpoint.rng_state(), "partial": self.progress.partial}
+        if self.world.size == 1:
+            return [mine]
+        buffer = io.BytesIO()
+        torch.save(mine, buffer)
+        everyone = gather_bytes(buffer.getvalue(), self.world, self.device)
+        return [torch.load(io.BytesIO(b), weights_only=True) for b in everyone]
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint written by ``save``."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        checkpoint.set_rng_state(state["rng"])
         # a checkpoint from before epoch_best was kept: its best is the nearest to it
         self.progress = Progress(**{"epoch_best": state["progress"]["best"], **state["progress"]})
+        own = {"rng": state["rng"], "partial": self.progress.partial}  # one process's
+        per_process = state.get("per_process") or [own]
+        # With another number of processes the batches differ anyway: rank 0's will do.
+        if len(per_process) == self.world.size:
+            own = per_process[self.world.rank]
+        checkpoint.set_rng_state(own["rng"])
+        self.progress.partial = own["partial"]
 
 
 def _flag(trainer: Trainer) -> Tensor:

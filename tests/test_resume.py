@@ -16,6 +16,7 @@ because every process spends seconds importing torch.
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -226,6 +227,30 @@ def test_ctrl_c_then_a_budget_stop_then_resume_on_a_forecast(forecast_config: Pa
     rnnzoo("train", "--resume", str(run), "--set", "train.max_steps=null")
     assert_same_end(straight, run)
     assert (run / "forecast.json").read_text() == (straight / "forecast.json").read_text()
+
+
+def torchrun(*args: str) -> None:
+    """``rnnzoo ARGS`` in two processes (``torchrun --nproc_per_node 2``), on CPU."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           "--nproc_per_node=2", "-m", "rnnzoo", *args]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_two_processes_resume_each_from_its_own_random_state(tmp_path: Path):
+    # 71 samples: the last batch of 7 splits 4 + 3, so the processes draw different
+    # amounts from then on, and rank 0's state would not resume rank 1.
+    raw = {**RANDOM_ADDING, "data": {**RANDOM_ADDING["data"], "n_train": 71}}
+    config = write_config(tmp_path / "tiny.yaml", raw, tmp_path / "runs")
+    torchrun("train", "-c", str(config), "--set", "output.name=straight")
+    run = tmp_path / "runs" / "run"
+    torchrun("train", "-c", str(config), "--set", "output.name=run", "--set", "train.max_steps=7")
+    rng = [own["rng"] for own in last(run)["per_process"]]
+    assert len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])
+    torchrun("train", "--resume", str(run), "--set", "train.max_steps=null")
+    assert_same_end(tmp_path / "runs" / "straight", run)
 
 
 # -- the global generators, checked where they could be disturbed -----------------------
