@@ -9,8 +9,9 @@ to a generator the checkpoint does not restore, or anything drew from the model'
 between the restore and the next step, the weights would differ.
 
 The end-to-end tests run ``rnnzoo train`` in separate processes and interrupt them with
-a real SIGINT at a known step (``tests/sigint_at_step.py``); they are marked slow only
-because every process spends seconds importing torch.
+a real SIGINT at a known step (``tests/sigint_at_step.py``), or stop them with a budget
+(also a ``torchrun`` job of two processes, each of which must resume from its own
+state); they are marked slow only because every process spends seconds importing torch.
 """
 
 from __future__ import annotations
