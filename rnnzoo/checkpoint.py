@@ -52,7 +52,24 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
 
 
 def rng_state() -> dict[str, Any]:
-    """Every generator a run draws from, in a form ``weights_only`` loading accepts."""
+    """The global generators, in a form ``weights_only`` loading accepts.
+
+    Who owns which random stream of a run, so that a resumed run draws what the
+    uninterrupted one drew:
+
+    * torch's global generators (CPU, and every CUDA device's) are the model's stream:
+      initial weights, dropout and the other regulariser masks, teacher forcing. They
+      are seeded by ``train.seed`` and saved here, and nothing else may draw from them
+      (``nn.Dropout`` and ``F.dropout`` take no generator, a private one would need
+      every module rewritten, and a user's own module draws from them too).
+    * batch order: a generator of its own per epoch, from (seed, epoch)
+      (``rnnzoo.data.sampling.EpochBatches``), rebuilt rather than saved;
+    * data loaders: their own seeded generator (``rnnzoo.evaluation.loader``);
+    * generated data: a generator per split from ``data.seed``;
+    * probes that need test numbers (``rnnzoo.fused._onednn_works``): their own.
+
+    Python's and NumPy's global generators are saved too, for code that uses them.
+    """
     np_state: Any = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -65,13 +82,16 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Put back the generators ``rng_state`` saved: the next draw is the one it would be."""
     torch.set_rng_state(state["torch"])
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     name, keys, *rest = state["numpy"]
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # one state per device it was saved on; a machine with fewer takes the first
+        for device, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, device)
 
 
 def seed_everything(seed: int) -> None:

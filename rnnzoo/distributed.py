@@ -45,6 +45,22 @@ def all_sum(tensor: Tensor, world: World) -> Tensor:
     return tensor
 
 
+def gather_bytes(data: bytes, world: World, device: torch.device) -> list[bytes]:
+    """Every process's ``data``, in rank order, on every process (``[data]`` with one).
+
+    Sent as uint8 tensors on ``device``, which both gloo (CPU) and nccl (CUDA) carry;
+    ``all_gather_object`` would need the CUDA device to have been made current."""
+    if world.size == 1:
+        return [data]
+    sizes = [torch.zeros((), dtype=torch.int64, device=device) for _ in range(world.size)]
+    dist.all_gather(sizes, torch.tensor(len(data), device=device))
+    padded = torch.zeros(int(max(sizes)), dtype=torch.uint8, device=device)
+    padded[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    parts = [torch.empty_like(padded) for _ in range(world.size)]
+    dist.all_gather(parts, padded)
+    return [bytes(p[: int(n)].cpu().numpy()) for p, n in zip(parts, sizes, strict=True)]
+
+
 def broadcast_from_main(module: torch.nn.Module, world: World) -> None:
     """Give every process rank 0's parameters and buffers (in place)."""
     if world.size > 1:

@@ -57,7 +57,7 @@ def evaluate(
     totals = Totals(device)
     n = len(dataset)  # type: ignore[arg-type]
     shards = shard_batches(n, batch_size, world)
-    for batch in loader(dataset, shards, 0, device):
+    for batch in loader(dataset, shards, 0, device, seed=0):
         batch = batch.to(device)
         with autocast(device, precision):
             output = model(batch.inputs, batch.lengths).float()
@@ -74,12 +74,22 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
 
 
 def loader(
-    dataset: Dataset[Batch], batches: Any, workers: int, device: torch.device
+    dataset: Dataset[Batch], batches: Any, workers: int, device: torch.device, seed: int
 ) -> DataLoader[Batch]:
-    """Batches as the datasets build them (``__getitems__``), optionally in workers."""
+    """Batches as the datasets build them (``__getitems__``), optionally in workers.
+
+    Every iterator a ``DataLoader`` starts draws a base seed for its workers, even with
+    none, from its ``generator`` or else from torch's global one, which is the model's
+    stream (dropout masks): an unseeded loader started after a resume would shift every
+    later mask. Its own generator, seeded by ``seed``, keeps the model's stream alone
+    and gives the workers the same seeds on every run. (No dataset here draws random
+    numbers; one that augments must draw from a generator seeded by its sample index
+    and epoch, or a resumed epoch would not see the same samples.)
+    """
     return DataLoader(
         dataset, batch_sampler=batches, collate_fn=_as_is,
         num_workers=workers, pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(seed),
     )  # fmt: skip
 
 

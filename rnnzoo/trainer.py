@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import math
 import signal
 import time
@@ -26,7 +27,7 @@ from rnnzoo import checkpoint, run_folder
 from rnnzoo.config import Config
 from rnnzoo.data.batches import Batch
 from rnnzoo.data.sampling import EpochBatches
-from rnnzoo.distributed import World, all_sum
+from rnnzoo.distributed import World, all_sum, gather_bytes
 from rnnzoo.errors import ConfigError, Interrupted, TrainingDiverged
 from rnnzoo.evaluation import Totals, autocast, evaluate, loader
 from rnnzoo.optim import make_optimizer, make_scheduler
@@ -42,7 +43,8 @@ class Progress:
     batch_in_epoch: int = 0  # batches of the unfinished epoch already trained on
     best: float | None = None
     best_epoch: int | None = None
-    bad_epochs: int = 0  # epochs since the best, for early stopping
+    bad_epochs: int = 0  # finished epochs since the best finished one, for early stopping
+    epoch_best: float | None = None  # best of the finished epochs (patience counts from it)
     seconds: float = 0.0  # wall time in fit() so far, for train.max_minutes
     partial: dict[str, float] = dataclasses.field(default_factory=dict)  # unfinished epoch
 
@@ -106,6 +108,8 @@ class Trainer:
                 started = self._clock = time.perf_counter()
                 done, train = self._train_epoch()
                 if self._stopping():
+                    # the interrupted epoch's time counts against train.max_minutes too
+                    p.seconds += time.perf_counter() - started
                     self.save("last")
                     where = f" {self.run_dir}" if self.run_dir else ""
                     raise Interrupted(
@@ -160,7 +164,8 @@ class Trainer:
         """Train on the rest of the current epoch; returns (finished?, train metrics)."""
         p, cfg = self.progress, self.cfg
         self.batches.set_epoch(p.epoch, skip=p.batch_in_epoch)
-        data = loader(self.train_data, self.batches, cfg.num_workers, self.device)
+        seed = self.batches.epoch_seed()
+        data = loader(self.train_data, self.batches, cfg.num_workers, self.device, seed)
         totals = Totals(self.device, p.partial)
         self.net.train()
         bar = tqdm(
@@ -227,19 +232,30 @@ class Trainer:
             "lower train.lr, or set train.grad_clip",
         )
 
+    def _better(self, value: float, than: float | None) -> bool:
+        return than is None or (value < than if self.mode == "min" else value > than)
+
     def _record(
         self, train: dict[str, float], val: dict[str, float], seconds: float, done: bool
     ) -> bool:
         """Log one epoch, update the best and early-stopping counters; True if improved."""
         p = self.progress
         value = val[self.metric]
-        better = p.best is None or (value < p.best if self.mode == "min" else value > p.best)
+        better = self._better(value, p.best)
         if better:
             # p.epoch counts finished epochs; a partial one is the next, as it is logged
-            p.best, p.best_epoch, p.bad_epochs = value, p.epoch if done else p.epoch + 1, 0
+            p.best, p.best_epoch = value, p.epoch if done else p.epoch + 1
+        # Patience counts finished epochs only: a partial one (scored when a budget stops
+        # the run) must not reset it, or a run resumed with more budget would stop early
+        # at another epoch than an uninterrupted one.
+        if done and self._better(value, p.epoch_best):
+            p.epoch_best, p.bad_epochs = value, 0
         elif done:
             p.bad_epochs += 1
-        if isinstance(self.scheduler, ReduceLROnPlateau):
+        # Plateau's patience counts epochs. A partial one is scored only when a budget
+        # stops the run; stepping on it would count an epoch that a run resumed with
+        # more budget finishes and counts again.
+        if isinstance(self.scheduler, ReduceLROnPlateau) and done:
             self.scheduler.step(value)
         samples = self.batches.n if done else None
         record: dict[str, Any] = {
@@ -270,28 +286,52 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------------
 
     def save(self, kind: str) -> None:
-        """Write ``checkpoints/<kind>.pt`` atomically (rank 0 only)."""
+        """Write ``checkpoints/<kind>.pt`` atomically (rank 0 writes; every process
+        calls it, to hand over what is its own)."""
+        own = self._own_state_of_every_process()
         if self.run_dir is None or not self.world.is_main:
             return
-        state = {
+        state: dict[str, Any] = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": checkpoint.rng_state(),
+            "rng": own[0]["rng"],
             "progress": dataclasses.asdict(self.progress),
             "config": self.config.to_dict(),
         }
+        if self.world.size > 1:
+            state["per_process"] = own
         name = f"checkpoints/{kind}.pt"
         checkpoint.save_atomic(state, self.run_dir / name)
         run_folder.record(self.run_dir, name)  # its SHA-256, checked before it is read
+
+    def _own_state_of_every_process(self) -> list[dict[str, Any]]:
+        """What differs between processes, in rank order: the generators (processes
+        draw different amounts, as their batches differ in size and length) and the
+        unfinished epoch's metric sums (each its own shard's). Rank 0's alone would not
+        resume the others where they were."""
+        mine = {"rng": checkpoint.rng_state(), "partial": self.progress.partial}
+        if self.world.size == 1:
+            return [mine]
+        buffer = io.BytesIO()
+        torch.save(mine, buffer)
+        everyone = gather_bytes(buffer.getvalue(), self.world, self.device)
+        return [torch.load(io.BytesIO(b), weights_only=True) for b in everyone]
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint written by ``save``."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        checkpoint.set_rng_state(state["rng"])
-        self.progress = Progress(**state["progress"])
+        # a checkpoint from before epoch_best was kept: its best is the nearest to it
+        self.progress = Progress(**{"epoch_best": state["progress"]["best"], **state["progress"]})
+        own = {"rng": state["rng"], "partial": self.progress.partial}  # one process's
+        per_process = state.get("per_process") or [own]
+        # With another number of processes the batches differ anyway: rank 0's will do.
+        if len(per_process) == self.world.size:
+            own = per_process[self.world.rank]
+        checkpoint.set_rng_state(own["rng"])
+        self.progress.partial = own["partial"]
 
 
 def _flag(trainer: Trainer) -> Tensor:

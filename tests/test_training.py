@@ -39,6 +39,11 @@ def assert_same_weights(a: dict, b: dict) -> None:
         assert torch.equal(a[name], b[name]), name
 
 
+# A model that draws dropout masks at every step: a resume that loses or shifts the
+# random state ends with other weights (the tiny config alone draws nothing).
+DRAWS = ("--set", "model.num_layers=2", "--set", "model.dropout=0.3")
+
+
 def metric_lines(run_dir: Path) -> list[dict]:
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     for line in lines:  # wall-clock fields differ between identical runs
@@ -77,9 +82,9 @@ def test_same_config_and_seed_give_identical_runs(tiny_config: Path):
 
 
 def test_resume_after_max_steps_matches_an_uninterrupted_run(tiny_config: Path):
-    straight = train(tiny_config)
+    straight = train(tiny_config, *DRAWS)
     # 7 steps is part-way through epoch 2 (70 samples: 4 batches of 16 and one of 6)
-    partial = train(tiny_config, "--set", "train.max_steps=7")
+    partial = train(tiny_config, *DRAWS, "--set", "train.max_steps=7")
     progress = checkpoint.load(partial / "checkpoints" / "last.pt")["progress"]
     assert (progress["step"], progress["epoch"], progress["batch_in_epoch"]) == (7, 1, 2)
     result = runner.invoke(
@@ -101,7 +106,7 @@ def test_a_time_budget_stops_after_the_step_that_spends_it(tiny_config: Path):
 
 
 def test_ctrl_c_saves_last_and_resume_matches(tiny_config: Path, monkeypatch):
-    straight = train(tiny_config)
+    straight = train(tiny_config, *DRAWS)
     real_step, calls = Trainer._step, []
 
     def step_then_interrupt(self, batch, totals):
@@ -112,7 +117,7 @@ def test_ctrl_c_saves_last_and_resume_matches(tiny_config: Path, monkeypatch):
         return out
 
     monkeypatch.setattr(Trainer, "_step", step_then_interrupt)
-    result = runner.invoke(app, ["train", "-c", str(tiny_config)])
+    result = runner.invoke(app, ["train", "-c", str(tiny_config), *DRAWS])
     assert result.exit_code == 130, result.output
     assert "interrupted" in result.output and "resume" in result.output
     run_dir = next(p for p in (tiny_config.parent / "runs").iterdir() if p != straight)

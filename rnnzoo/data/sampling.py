@@ -50,14 +50,18 @@ class EpochBatches(Sampler[list[int]]):
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         """Use epoch ``epoch``'s order, starting after its first ``skip`` batches."""
         self.epoch, self.skip = epoch, skip
-        self._batches = self._global_batches(epoch)
+        self._batches = self._global_batches()
+
+    def epoch_seed(self) -> int:
+        """The seed of this epoch's order; the epoch's loader seeds its workers from it."""
+        return self.seed * 100_003 + self.epoch
 
     def global_size(self, index: int) -> int:
         """Samples in global batch ``index`` of this epoch, over all processes."""
         return len(self._batches[index])
 
-    def _global_batches(self, epoch: int) -> list[list[int]]:
-        gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+    def _global_batches(self) -> list[list[int]]:
+        gen = torch.Generator().manual_seed(self.epoch_seed())
         order = torch.randperm(self.n, generator=gen).tolist()
         size = self.batch_size
         if self.lengths is not None and self.bucket > 1:
