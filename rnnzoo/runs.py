@@ -73,6 +73,7 @@ def train(
     if resume is not None:
         if out is not None:
             raise ConfigError("--out does not apply to --resume: a run continues in its folder")
+        _check_resume_overrides(overrides)
         run_folder.check_run(resume)
         state = checkpoint.load(run_folder.verify(resume, "checkpoints/last.pt"))
         raw = apply_overrides(state["config"], overrides)
@@ -201,6 +202,29 @@ def _say_finished(run_dir: Path, echo: Echo) -> None:
         "its budget with --set (train.epochs, train.max_steps, train.max_minutes, "
         "train.patience)"
     )
+
+
+# What --set may change on --resume: how long training goes on, where it runs, where
+# the data lives. Anything else would either be silently ignored (the optimiser, the
+# schedule and the fitted state come from the checkpoint) or change what is trained.
+RESUME_SETTABLE = {
+    "train.epochs", "train.max_steps", "train.max_minutes", "train.patience",
+    "train.device", "train.num_workers", "train.eval_batch_size", "train.diagnose",
+    "output.tensorboard",
+}  # fmt: skip
+
+
+def _check_resume_overrides(overrides: Sequence[str]) -> None:
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        is_path = key.startswith("data.") and key.rsplit(".", 1)[-1] in ("path", "url")
+        if key not in RESUME_SETTABLE and not is_path and key != "task":
+            raise ConfigError(
+                f"--resume: --set {item} cannot change a run that has started (its model, "
+                "optimiser, schedule and data come from its checkpoint)",
+                "on resume --set takes " + ", ".join(sorted(RESUME_SETTABLE)) + " and data "
+                "paths; for anything else start a new run",
+            )
 
 
 def _restore(trainer: Trainer, state: dict[str, Any], overrides: Sequence[str]) -> None:

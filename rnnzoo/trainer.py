@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
@@ -322,7 +322,19 @@ class Trainer:
         """Continue from a checkpoint written by ``save``."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        # The schedule's position comes from the checkpoint, its length from the config:
+        # a resume that raises train.max_steps or train.epochs stretches the cosine.
+        lengths = [dict(vars(f)) for f in getattr(self.scheduler, "lr_lambdas", [])]
         self.scheduler.load_state_dict(state["scheduler"])
+        if isinstance(self.scheduler, LambdaLR):
+            for f, settings in zip(self.scheduler.lr_lambdas, lengths, strict=True):
+                vars(f).update(settings)
+            step = self.scheduler.last_epoch
+            groups = self.optimizer.param_groups
+            for group, base, f in zip(
+                groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas, strict=True
+            ):
+                group["lr"] = base * f(step)
         # a checkpoint from before epoch_best was kept: its best is the nearest to it
         self.progress = Progress(**{"epoch_best": state["progress"]["best"], **state["progress"]})
         own = {"rng": state["rng"], "partial": self.progress.partial}  # one process's

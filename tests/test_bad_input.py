@@ -460,13 +460,20 @@ def test_resume_of_an_early_stopped_run_changes_nothing(work: Path):
 def test_resume_with_a_set_that_changes_the_shape_is_refused(run: Path):
     with unchanged(run):
         result = invoke("train", "--resume", run, "--set", "model.hidden_size=32")
-        assert_user_error(result, "model.hidden_size=32", "shape")
+        assert_user_error(result, "model.hidden_size=32", "model", "new run")
 
 
 def test_resume_with_a_set_that_changes_the_task_is_refused(run: Path):
     with unchanged(run):
         result = invoke("train", "--resume", run, "--set", "task=copy")
         assert_user_error(result, "'adding'", "task")
+
+
+@pytest.mark.parametrize("item", ["train.lr=0.1", "train.schedule=cosine", "data.seq_len=9"])
+def test_resume_with_a_set_that_would_not_take_effect_is_refused(run: Path, item: str):
+    with unchanged(run):
+        result = invoke("train", "--resume", run, "--set", item)
+        assert_user_error(result, f"--set {item}", "new run")
 
 
 def test_resume_with_out(run: Path, work: Path):

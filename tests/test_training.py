@@ -81,6 +81,20 @@ def test_same_config_and_seed_give_identical_runs(tiny_config: Path):
     assert_same_weights(weights(a), weights(b))
 
 
+def test_resume_with_a_raised_budget_stretches_the_cosine_schedule(tiny_config: Path):
+    cosine = ("--set", "train.schedule=cosine", "--set", "train.warmup_steps=2")
+    straight = train(tiny_config, *cosine)  # 15 steps
+    partial = train(tiny_config, *cosine, "--set", "train.max_steps=7")  # decays to 0 at 7
+    result = runner.invoke(
+        app, ["train", "--resume", str(partial), "--set", "train.max_steps=null"]
+    )
+    assert result.exit_code == 0, result.output
+    # after the resume the learning rate follows the 15-step schedule, not the 7-step one
+    resumed = {line["step"]: line["lr"] for line in metric_lines(partial)}
+    expected = {line["step"]: line["lr"] for line in metric_lines(straight)}
+    assert resumed[10] == expected[10] > 0 and resumed[15] == expected[15]
+
+
 def test_resume_after_max_steps_matches_an_uninterrupted_run(tiny_config: Path):
     straight = train(tiny_config, *DRAWS)
     # 7 steps is part-way through epoch 2 (70 samples: 4 batches of 16 and one of 6)
