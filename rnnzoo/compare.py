@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rnnzoo import checkpoint
+from rnnzoo import checkpoint, run_folder
 from rnnzoo.config import Config, load_config, parse_config, parse_yaml
 from rnnzoo.errors import (
     CheckpointError,
@@ -102,7 +102,7 @@ def read_run(run_dir: Path, label: str | None = None) -> RunRecord:
     summary_path = run_dir / "summary.json"
     if not summary_path.is_file():
         raise RunFolderError(f"{run_dir} is not a finished run (no summary.json)")
-    summary = _read_json(summary_path)
+    summary = run_folder.read_json(summary_path)
     metric = next(
         (k.removeprefix("best_") for k in summary if k.startswith("best_") and k != "best_epoch"),
         None,
@@ -116,7 +116,7 @@ def read_run(run_dir: Path, label: str | None = None) -> RunRecord:
         elapsed += line["seconds"]
         curve.append((line["epoch"], elapsed, line[f"val_{metric}"]))
     speeds = [x["samples_per_s"] for x in lines if x.get("samples_per_s")]
-    state = checkpoint.load(run_dir / "checkpoints" / "best.pt")
+    state = checkpoint.load(run_folder.verify(run_dir, "checkpoints/best.pt"))
     config = state["config"]
     test = summary.get("test", {}).get(metric)
     return RunRecord(
@@ -133,10 +133,6 @@ def read_run(run_dir: Path, label: str | None = None) -> RunRecord:
         parameters=sum(t.numel() for t in state["model"].values() if t.is_floating_point()),
         curve=curve,
     )
-
-
-def _read_json(path: Path) -> Any:
-    return _parse_json(read_text(path, "run file"), path)
 
 
 def _parse_json(text: str, path: Path) -> Any:
