@@ -110,7 +110,7 @@ def read_run(run_dir: Path, label: str | None = None) -> RunRecord:
     if metric is None:
         raise CheckpointError(f"{summary_path} has no best_<metric> score: the run is damaged")
     metrics_path = run_dir / "metrics.jsonl"
-    lines = [_parse_json(x, metrics_path) for x in read_text(metrics_path, "run file").splitlines()]
+    lines = run_folder.read_jsonl(metrics_path)
     curve, elapsed = [], 0.0
     for line in lines:
         elapsed += line["seconds"]
@@ -133,15 +133,6 @@ def read_run(run_dir: Path, label: str | None = None) -> RunRecord:
         parameters=sum(t.numel() for t in state["model"].values() if t.is_floating_point()),
         curve=curve,
     )
-
-
-def _parse_json(text: str, path: Path) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise CheckpointError(
-            f"{path}: not valid JSON (line {err.lineno}); the run folder is damaged"
-        ) from None
 
 
 def compare(

@@ -20,7 +20,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from rnnzoo import checkpoint
+from rnnzoo import checkpoint, run_folder
 from rnnzoo.data.batches import Batch
 from rnnzoo.errors import ConfigError
 from rnnzoo.layers import Recurrent
@@ -70,7 +70,7 @@ def diagnose(run_dirs: Sequence[Path], out: Path, which: str = "best") -> dict[s
         data = task.dataset("val")
         size = min(config.train.eval_batch_size or config.train.batch_size, len(data))  # type: ignore[arg-type]
         batch = data.__getitems__(list(range(size)))  # type: ignore[attr-defined]
-        lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        lines = run_folder.read_jsonl(run_dir / "metrics.jsonl")
         clipped = [x["train_clipped"] for x in lines if "train_clipped" in x]
         result = {
             "run": str(run_dir),
@@ -94,7 +94,7 @@ def _expand(paths: Sequence[Path]) -> list[Path]:
     for path in paths:
         listing = path / "compare.json"
         if listing.is_file():
-            runs += [Path(r["run_dir"]) for r in json.loads(listing.read_text())["runs"]]
+            runs += [Path(r["run_dir"]) for r in run_folder.read_json(listing)["runs"]]
         else:
             runs.append(path)
     return runs

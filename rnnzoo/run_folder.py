@@ -79,6 +79,23 @@ def read_json(path: Path, what: str | None = None) -> Any:
         ) from None
 
 
+def read_jsonl(path: Path) -> list[Any]:
+    """The records of a JSON-lines file the run wrote (``metrics.jsonl``), one a line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise RunFolderError(f"{path.parent}: {path.name} is missing") from None
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raise CheckpointError(
+                f"{path}, line {number}: not valid JSON; the run folder was modified"
+            ) from None
+    return records
+
+
 def info(run_dir: Path) -> dict[str, Any]:
     """``run.json`` as a dict (an old run's plain list of sessions is read as one)."""
     path = run_dir / RUN_JSON

@@ -615,6 +615,15 @@ def test_data_path_that_is_a_folder(forecast_run: Path, tmp_path: Path):
         assert_user_error(invoke("eval", run, "--data-path", tmp_path), "folder")
 
 
+def test_diagnose_with_a_damaged_metrics_file(run: Path, work: Path):
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"epoch": 3, "val_')
+    with unchanged(run):
+        result = invoke("diagnose", run, "--out", work / "flow")
+        assert_user_error(result, "metrics.jsonl", "not valid JSON")
+    assert not (work / "flow").exists()
+
+
 def test_diagnose_a_folder_that_is_not_a_run(work: Path):
     with unchanged(work):
         assert_user_error(invoke("diagnose", work / "runs"), "runs")
