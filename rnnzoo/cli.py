@@ -46,7 +46,7 @@ def _user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         if debug:
             traceback.print_exc()
-        typer.echo("interrupted: stopped before anything was saved", err=True)
+        typer.echo("interrupted: stopped at once; what was saved before stays as it was", err=True)
         raise typer.Exit(130) from None
 
 

@@ -16,5 +16,5 @@ def main() -> None:
 
         cli_main()
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted: stopped before anything was saved\n")
+        sys.stderr.write("interrupted: stopped at once; what was saved before stays as it was\n")
         sys.exit(130)
