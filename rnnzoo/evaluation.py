@@ -61,7 +61,8 @@ def evaluate(
         batch = batch.to(device)
         with autocast(device, precision):
             output = model(batch.inputs, batch.lengths).float()
-        totals.add("loss", task.loss(output, batch) * len(batch), len(batch))
+        weight = task.loss_weight(batch)  # sequences, or a token task's valid tokens
+        totals.add("loss", task.loss(output, batch) * weight, weight)
         for name, (total, count) in task.metrics(output, batch).items():
             totals.add(name, total, count)
     model.train(was_training)

@@ -213,7 +213,8 @@ class Trainer:
         self.optimizer.step()
         if not isinstance(self.scheduler, ReduceLROnPlateau):  # the others step per batch
             self.scheduler.step()
-        totals.add("loss", loss.detach() * local_n, local_n)
+        weight = self.task.loss_weight(batch)  # the epoch's loss: a mean over its terms
+        totals.add("loss", loss.detach() * weight, weight)
         totals.add("grad_norm", torch.tensor(norm), 1)
         totals.add("clipped", torch.tensor(float(norm > max_norm)), 1)
         for name, (total, count) in self.task.metrics(output, batch).items():

@@ -241,9 +241,9 @@ def test_training_steps_see_the_batch_lengths(tmp_path: Path, monkeypatch):
 
 def test_scoring_reads_each_sequence_as_if_alone():
     """evaluate() in batches of 8 (padded to each batch's longest) gives every sentence
-    the scores it gets scored alone (no padding at all), and so the same metrics. (Not
-    the same loss: evaluate weights each batch's mean token loss by its number of
-    sentences, so the loss moves with the batch size.)"""
+    the scores it gets scored alone (no padding at all), and so the same metrics and
+    the same loss: each batch's mean token loss counts as many times as it has valid
+    tokens (``Task.loss_weight``), not sentences."""
     config = parse_config(TAGGING)
     task = TASKS.get("tagging")(config.data)
     torch.manual_seed(0)
@@ -265,3 +265,4 @@ def test_scoring_reads_each_sequence_as_if_alone():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     for name in together.keys() - {"loss"}:
         assert together[name] == alone[name], name
+    assert together["loss"] == pytest.approx(alone["loss"], rel=1e-6)

@@ -117,6 +117,12 @@ class Task:
         """Mean loss of the batch, a scalar to minimise."""
         raise NotImplementedError
 
+    def loss_weight(self, batch: Batch) -> Tensor | int:
+        """How many terms ``loss`` averages over in ``batch``: a split's loss is their
+        mean however it is batched. Sequences by default; a task whose loss is a mean
+        over valid tokens counts those."""
+        return len(batch)
+
     def metrics(self, output: Tensor, batch: Batch) -> Sums:
         raise NotImplementedError
 

@@ -89,6 +89,9 @@ class NumberWordsTask(Task):
         logits, _ = _aligned(output, batch.targets.shape[1])
         return F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(), ignore_index=nw.PAD)
 
+    def loss_weight(self, batch: Batch) -> Tensor:
+        return (batch.targets != nw.PAD).sum()
+
     def metrics(self, output: Decoded, batch: Batch) -> Sums:  # type: ignore[override]
         _, tokens = _aligned(output, batch.targets.shape[1])
         targets = batch.targets

@@ -194,6 +194,9 @@ class ReviewGenerationTask(ReviewSplits):
         """Mean cross-entropy over the batch's valid characters; output: (B, T, V)."""
         return F.cross_entropy(output.flatten(0, 1), batch.targets.flatten(), ignore_index=PAD)
 
+    def loss_weight(self, batch: Batch) -> Tensor:
+        return (batch.targets != PAD).sum()
+
     def metrics(self, output: Tensor, batch: Batch) -> Sums:
         nll = F.cross_entropy(
             output.flatten(0, 1), batch.targets.flatten(), ignore_index=PAD, reduction="sum"

@@ -89,6 +89,9 @@ class TaggingTask(Task):
         """Mean cross-entropy over the valid words of the batch; output (B, T, K)."""
         return F.cross_entropy(output.flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE)
 
+    def loss_weight(self, batch: Batch) -> Tensor:
+        return (batch.targets != IGNORE).sum()
+
     def metrics(self, output: Tensor, batch: Batch) -> Sums:
         valid = batch.targets != IGNORE
         right = (output.argmax(-1) == batch.targets) & valid
