@@ -123,8 +123,9 @@ def record(run_dir: Path, *names: str) -> None:
     write_json(run_dir / RUN_JSON, data)
 
 
-def verify(run_dir: Path, name: str) -> Path:
-    """The path of ``name`` inside ``run_dir`` once its digest matches run.json's.
+def verify(run_dir: Path, name: str, digests: dict[str, str] | None = None) -> Path:
+    """The path of ``name`` inside ``run_dir`` once its digest matches run.json's
+    (``digests``, when the caller has already read them).
 
     A file that run.json does not list (a run from before digests) is not checked."""
     path = run_dir / name
@@ -132,7 +133,7 @@ def verify(run_dir: Path, name: str) -> Path:
         raise RunFolderError(
             f"{run_dir} has no {name}", "is this a folder written by rnnzoo train?"
         )
-    expected = info(run_dir)["files"].get(name)
+    expected = (info(run_dir)["files"] if digests is None else digests).get(name)
     if expected is not None and sha256(path) != expected:
         raise CheckpointError(
             f"{path} was modified or is corrupt: its SHA-256 differs from the one run.json "
@@ -144,9 +145,10 @@ def verify(run_dir: Path, name: str) -> Path:
 
 def verify_state(run_dir: Path) -> None:
     """Check every recorded file outside ``checkpoints/`` (the task's fitted state)."""
-    for name in info(run_dir)["files"]:
+    digests = info(run_dir)["files"]
+    for name in digests:
         if not name.startswith("checkpoints/"):
-            verify(run_dir, name)
+            verify(run_dir, name, digests)
 
 
 def is_run(run_dir: Path) -> bool:

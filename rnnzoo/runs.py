@@ -179,10 +179,10 @@ def _report(
         summary[split] = metrics = trainer.evaluate(data)
         if world.is_main and split == "test":
             test = {"split": "test", "checkpoint": "best", **metrics}
-            _write_json(run_dir / "eval_test.json", test)
+            run_folder.write_json(run_dir / "eval_test.json", test)
             task.figures(model, "test", run_dir, dev)
     if world.is_main:
-        _write_json(run_dir / SUMMARY, summary)
+        run_folder.write_json(run_dir / SUMMARY, summary)
         echo(f"best epoch {progress.best_epoch}: val {_fmt(summary['val'])}")
         if "test" in summary:
             echo(f"test (best checkpoint): {_fmt(summary['test'])}")
@@ -329,7 +329,9 @@ def evaluate(
     data = task.dataset(split)
     metrics = evaluate_model(model, task, data, dev, size, precision=config.train.precision)
     name = f"eval_{split}" if beam_width is None else f"eval_{split}_beam{beam_width}"
-    _write_json(run_dir / f"{name}.json", {"split": split, "checkpoint": which, **metrics})
+    run_folder.write_json(
+        run_dir / f"{name}.json", {"split": split, "checkpoint": which, **metrics}
+    )
     if plots:
         task.figures(model, split, run_dir, dev)
     return metrics
@@ -451,7 +453,3 @@ def _fmt(metrics: dict[str, Any]) -> str:
     return " ".join(
         f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float) and "/" not in k
     )
-
-
-def _write_json(path: Path, data: Any) -> None:
-    run_folder.write_json(path, data)
