@@ -20,16 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from bench_common import parameters, train_in_child, write_json
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
@@ -40,37 +38,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run_config(name: str, args: argparse.Namespace, out_dir: Path) -> dict[str, object]:
     """Train ``configs/<name>.yaml`` in a child process; summarise its run folder."""
-    overrides = [f"data.path={args.data}", f"output.name={name}", "output.tensorboard=false"]
+    overrides = [f"data.path={args.data}"]
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
-    cmd = [
-        sys.executable,
-        "-m",
-        "rnnzoo",
-        "train",
-        "-c",
-        str(ROOT / "configs" / f"{name}.yaml"),
-        "--out",
-        str(out_dir),
-    ] + [a for o in overrides for a in ("--set", o)]
-    code = (
-        "import resource, sys; sys.argv = ['rnnzoo'] + sys.argv[1:];"
-        "from rnnzoo.cli import app\ntry: app()\nexcept SystemExit: pass\n"
-        "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-    )
-    with LoadSampler() as sampler:
-        done = subprocess.run(
-            [sys.executable, "-c", code, *cmd[3:]], capture_output=True, text=True
-        )
-    if done.returncode != 0 or "run folder:" not in done.stdout:
-        raise RuntimeError(f"{name} failed:\n{done.stdout}\n{done.stderr}")
-    peak_kb = int(done.stdout.rsplit("PEAK_KB", 1)[1].split()[0])
-    run_dir = out_dir / name
-    curve = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    state = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
-    params = sum(t.numel() for t in state["model"].values())
-    row = summarise(name, curve, peak_kb / 1024, params)
-    row["load"] = sampler.record()
+    result = train_in_child(ROOT / "configs" / f"{name}.yaml", overrides, out_dir, name)
+    params = parameters(result["run_dir"])
+    row = summarise(name, result["curve"], result["peak_memory_mb"], params)
+    row["load"] = result["load"]
     return row
 
 
@@ -189,7 +163,7 @@ def main() -> None:
     if args.load_only:
         times = load_times(args.data)
         print(json.dumps(times, indent=2))
-        write_json(args.out, times)
+        write_json(args.out, "bench_imdb.py", times)
         return
 
     from rnnzoo.config import load_config
@@ -234,24 +208,7 @@ def main() -> None:
         )
     load = merge_load([r["load"] for r in rows])
     print(describe_load(load))
-    write_json(args.out, {"load": load, "results": rows})
-
-
-def write_json(path: Path | None, results: dict[str, Any]) -> None:
-    """The results with the command and machine that produced them."""
-    if path is None:
-        return
-    result = {
-        "command": "python scripts/bench_imdb.py " + " ".join(sys.argv[1:]),
-        "machine": {
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        },
-        **results,
-    }
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_json(args.out, "bench_imdb.py", {"load": load, "results": rows})
 
 
 if __name__ == "__main__":
