@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rnnzoo import checkpoint, run_folder
+from rnnzoo import checkpoint, run_folder, shipped
 from rnnzoo.config import Config, apply_overrides, load_config, parse_config
 from rnnzoo.distributed import (
     World,
@@ -61,7 +61,8 @@ def train(
     resume: Path | None = None,
     echo: Echo = print,
 ) -> Path:
-    """Train from a config file (or continue the run in ``resume``); returns the run folder.
+    """Train from a config file or a shipped config's name (or continue the run in
+    ``resume``); returns the run folder.
 
     Everything that can fail before training (config, data, model size and build, the
     checkpoint and its shapes) is checked before the run folder is created or touched,
@@ -85,6 +86,7 @@ def train(
             )
         config = parse_config(raw, str(resume), overrides)
     elif config_path is not None:
+        config_path = shipped.resolve(config_path)  # a file, else a shipped config's name
         config = load_config(config_path, overrides)
         if out is not None:
             config.output.dir = out
