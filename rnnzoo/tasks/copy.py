@@ -26,6 +26,7 @@ class CopyTask(Task):
         delay: int = Field(100, ge=1, description="T, blank steps between symbols and recall")
 
     metric = "ce"
+    headline = ("loss", "ce_vs_baseline", "recall_accuracy")
     modes: ClassVar[dict[str, Literal["min", "max"]]] = {
         "loss": "min", "ce": "min", "ce_vs_baseline": "min", "recall_accuracy": "max",
     }  # fmt: skip

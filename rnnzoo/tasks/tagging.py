@@ -65,6 +65,7 @@ class TaggingTask(Task):
             return self
 
     metric = "accuracy"
+    headline = ("loss", "accuracy", "ambiguous_accuracy", "sentence_accuracy")
     missing_text = 'give a sentence of word ids to tag, e.g. "3 17 25 9"'
     modes: ClassVar[dict[str, Literal["min", "max"]]] = {
         "loss": "min", "accuracy": "max", "ambiguous_accuracy": "max",
