@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
 import os
 import traceback
@@ -103,8 +104,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
-
 
 def _version(value: bool) -> None:
     if value:
@@ -128,7 +127,10 @@ def _main(
 @_command()
 def train(
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="YAML config file of the run.")
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="YAML config file, or a shipped config's name (rnnzoo list)."
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
@@ -261,7 +263,10 @@ def _read_lines(file: Path) -> list[str]:
 @_command()
 def compare(
     sources: Annotated[
-        list[Path], typer.Argument(help="Config files to train, or finished run folders to read.")
+        list[Path],
+        typer.Argument(
+            help="Config files or shipped config names to train, or finished run folders."
+        ),
     ],
     set_: Annotated[
         list[str] | None,
@@ -319,22 +324,52 @@ def diagnose(
 
 @_command("list")
 def list_command() -> None:
-    """List the registered cells, models and tasks, and the shipped configs."""
-    from rnnzoo.models import list_models
-    from rnnzoo.tasks import list_tasks
+    """List the shipped configs and the registered cells, models and tasks, each with
+    what it is."""
+    from rnnzoo import shipped
+    from rnnzoo.cells import CELLS
+    from rnnzoo.models import MODELS
+    from rnnzoo.tasks import TASKS
 
     sections = {
-        "cells": rnnzoo.list_cells(),
-        "models": list_models(),
-        "tasks": list_tasks(),
-        "configs": [str(p.relative_to(CONFIGS_DIR)) for p in sorted(CONFIGS_DIR.rglob("*.yaml"))]
-        if CONFIGS_DIR.is_dir()
-        else [],
+        "configs (rnnzoo train --config NAME)": {
+            name: shipped.description(config) for name, config in shipped.configs().items()
+        },
+        **{
+            f"{registry.kind}s": {name: _summary(registry.get(name)) for name in registry}
+            for registry in (CELLS, MODELS, TASKS)
+        },
     }
-    for title, names in sections.items():
+    for title, entries in sections.items():
         typer.echo(f"{title}:")
-        for name in names:
-            typer.echo(f"  {name}")
+        width = max(map(len, entries), default=0)
+        for name, text in entries.items():
+            typer.echo(f"  {name:<{width}}  {text}".rstrip())
+
+
+def _summary(obj: object) -> str:
+    """The first line of a docstring, as ``rnnzoo list`` shows it."""
+    if isinstance(obj, functools.partial):  # a class with arguments fixed (rnn_tanh)
+        fixed = ", ".join(f"{k}={v!r}" for k, v in obj.keywords.items())
+        return f"{_summary(obj.func)} Here {fixed}."
+    doc = inspect.getdoc(obj) or ""
+    return doc.partition("\n")[0].replace("``", "")
+
+
+config_app = typer.Typer(help="The shipped configs: print one to save and edit it.")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(
+    name: Annotated[str, typer.Argument(help="A shipped config's name (see rnnzoo list).")],
+) -> None:
+    """Print a shipped config exactly as shipped: rnnzoo config show imdb_lstm > my.yaml"""
+    from rnnzoo import shipped
+
+    with _user_errors():
+        text = shipped.find(name).read_bytes()
+        typer.echo(text, nl=False)
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rnnzoo import checkpoint, run_folder
+from rnnzoo import checkpoint, run_folder, shipped
 from rnnzoo.config import Config, load_config, parse_config, parse_yaml
 from rnnzoo.errors import (
     CheckpointError,
@@ -203,11 +203,13 @@ def read_sources(paths: Sequence[Path], overrides: list[str], seeds: int) -> lis
 def _read_source(path: Path, overrides: list[str], seeds: int) -> Source:
     if path.is_dir():
         return Source(path, _finished_run_task(path), [])
-    if not path.exists():
+    if not path.exists() and shipped.name_of(path) not in shipped.names():
         raise ConfigError(
-            f"{path} is neither a config file nor a run folder: it does not exist",
-            "give YAML config files or finished run folders",
+            f"{path} is neither a config file nor a run folder: it does not exist, and "
+            + shipped.unknown(path),
+            "give YAML config files, shipped config names (`rnnzoo list`) or finished run folders",
         )
+    path = shipped.resolve(path)  # a shipped config's name: its file
     configs = [load_config(path, [*overrides, f"train.seed={seed}"]) for seed in range(seeds)]
     return Source(path, configs[0].task, [resolved(c) for c in configs])
 

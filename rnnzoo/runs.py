@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rnnzoo import checkpoint, run_folder
+from rnnzoo import checkpoint, run_folder, shipped
 from rnnzoo.config import Config, apply_overrides, load_config, parse_config
 from rnnzoo.distributed import (
     World,
@@ -61,7 +61,8 @@ def train(
     resume: Path | None = None,
     echo: Echo = print,
 ) -> Path:
-    """Train from a config file (or continue the run in ``resume``); returns the run folder.
+    """Train from a config file or a shipped config's name (or continue the run in
+    ``resume``); returns the run folder.
 
     Everything that can fail before training (config, data, model size and build, the
     checkpoint and its shapes) is checked before the run folder is created or touched,
@@ -85,6 +86,7 @@ def train(
             )
         config = parse_config(raw, str(resume), overrides)
     elif config_path is not None:
+        config_path = shipped.resolve(config_path)  # a file, else a shipped config's name
         config = load_config(config_path, overrides)
         if out is not None:
             config.output.dir = out
@@ -115,7 +117,10 @@ def train(
         if world.is_main:
             undo = None if state is not None else _undo_for(run_dir)
             _write_run_files(run_dir, config, dev, world, task, resumed=state is not None)
-            trainer.run_dir, trainer.log = run_dir, _epoch_logger(run_dir, config, echo)
+            shown = _headline(task, trainer.metric)
+            trainer.run_dir, trainer.log = run_dir, _epoch_logger(run_dir, config, echo, shown)
+            trainer.say = echo
+            echo(_start_line(config, model, dev, run_dir))
         if state is not None:
             at = trainer.progress
             echo(f"resuming {run_dir} at epoch {at.epoch + 1}, step {at.step}")
@@ -183,9 +188,10 @@ def _report(
             task.figures(model, "test", run_dir, dev)
     if world.is_main:
         run_folder.write_json(run_dir / SUMMARY, summary)
-        echo(f"best epoch {progress.best_epoch}: val {_fmt(summary['val'])}")
+        shown = _headline(task, trainer.metric)  # the rest: summary.json, eval_test.json
+        echo(f"best epoch {progress.best_epoch}: val {_fmt(summary['val'], shown)}")
         if "test" in summary:
-            echo(f"test (best checkpoint): {_fmt(summary['test'])}")
+            echo(f"test (best checkpoint): {_fmt(summary['test'], shown)}")
         if config.train.diagnose:
             from rnnzoo.diagnostics import diagnose
 
@@ -415,8 +421,27 @@ def _git_commit() -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
-def _epoch_logger(run_dir: Path, config: Config, echo: Echo) -> Callable[[dict[str, Any]], None]:
-    """Each epoch: a line in metrics.jsonl, TensorBoard scalars if wanted, a summary line."""
+def _start_line(config: Config, model: nn.Module, device: torch.device, run_dir: Path) -> str:
+    """What a run is, in one line: task, model (and cell), size, device, run folder."""
+    name = getattr(config.model, "name")  # noqa: B009 - every model schema has a name
+    cell = getattr(config.model, "cell", None)  # a baseline has none
+    name += f" ({cell})" if cell else ""
+    n = sum(p.numel() for p in model.parameters())
+    return f"training {config.task}: {name}, {n:,} parameters, {device}, run folder {run_dir}"
+
+
+def _headline(task: Task, selected: str) -> tuple[str, ...]:
+    """The validation metrics the epoch line shows: the task's headline and, if it is not
+    among them, the metric the run selects on."""
+    shown = task.headline_metrics()
+    return shown if selected in shown else (*shown, selected)
+
+
+def _epoch_logger(
+    run_dir: Path, config: Config, echo: Echo, headline: Sequence[str] = ("loss",)
+) -> Callable[[dict[str, Any]], None]:
+    """Each epoch: a line in metrics.jsonl (every metric), TensorBoard scalars if wanted,
+    and a line on screen with the training loss and the ``headline`` validation metrics."""
     writer = None
     if config.output.tensorboard:
         try:
@@ -435,9 +460,10 @@ def _epoch_logger(run_dir: Path, config: Config, echo: Echo) -> Callable[[dict[s
                 if isinstance(value, float):
                     writer.add_scalar(key.replace("_", "/", 1), value, record["step"])
             writer.flush()
-        train = {k[6:]: v for k, v in record.items() if k.startswith("train_")}
-        val = {k[4:]: v for k, v in record.items() if k.startswith("val_")}
-        grad = f"grad {train.pop('grad_norm', 0.0):.3g} (clipped {train.pop('clipped', 0.0):.0%})"
+        train = {"loss": record.get("train_loss")}
+        val = {k: record[f"val_{k}"] for k in headline if f"val_{k}" in record}
+        grad_norm, clipped = record.get("train_grad_norm", 0.0), record.get("train_clipped", 0.0)
+        grad = f"grad {grad_norm:.3g} (clipped {clipped:.0%})"
         speed = f" {record['samples_per_s']:.0f} samples/s" if record["samples_per_s"] else ""
         echo(
             f"epoch {record['epoch']}/{epochs}{' (partial)' if record['partial_epoch'] else ''} "
@@ -449,7 +475,9 @@ def _epoch_logger(run_dir: Path, config: Config, echo: Echo) -> Callable[[dict[s
     return log
 
 
-def _fmt(metrics: dict[str, Any]) -> str:
+def _fmt(metrics: dict[str, Any], only: Sequence[str] | None = None) -> str:
+    """``name value`` pairs of the float metrics (those in ``only``, in its order)."""
+    keys = list(metrics) if only is None else [k for k in only if k in metrics]
     return " ".join(
-        f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float) and "/" not in k
+        f"{k} {metrics[k]:.4g}" for k in keys if isinstance(metrics[k], float) and "/" not in k
     )

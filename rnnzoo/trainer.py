@@ -31,6 +31,7 @@ from rnnzoo.distributed import World, all_sum, gather_bytes
 from rnnzoo.errors import ConfigError, Interrupted, TrainingDiverged
 from rnnzoo.evaluation import Totals, autocast, evaluate, loader
 from rnnzoo.optim import make_optimizer, make_scheduler
+from rnnzoo.progress import LogProgress
 from rnnzoo.tasks import Task
 
 
@@ -90,6 +91,7 @@ class Trainer:
         self.scheduler = make_scheduler(self.optimizer, self.cfg, total, self.mode)
         self.progress = Progress()
         self.log = log or (lambda record: None)
+        self.say: Callable[[str], None] = lambda line: None  # progress lines for a log file
         self.stop_requested = False  # set by Ctrl-C (or a hook); acted on between steps
         self._stop_agreed = False  # every process has seen a stop request
         self._time_up = False  # every process agrees train.max_minutes has passed
@@ -168,10 +170,14 @@ class Trainer:
         data = loader(self.train_data, self.batches, cfg.num_workers, self.device, seed)
         totals = Totals(self.device, p.partial)
         self.net.train()
+        desc = f"epoch {p.epoch + 1}/{cfg.epochs}"
         bar = tqdm(
-            data, desc=f"epoch {p.epoch + 1}/{cfg.epochs}", initial=p.batch_in_epoch,
-            total=len(self.batches), leave=False, disable=None if self.world.is_main else True,
+            data, desc=desc, initial=p.batch_in_epoch, total=len(self.batches), leave=False,
+            disable=None if self.world.is_main else True,
         )  # fmt: skip
+        # no bar (output to a file): plain lines now and then instead, on the main process
+        no_bar = self.world.is_main and bool(bar.disable)
+        lines = LogProgress(desc, len(self.batches), p.batch_in_epoch, self.say, no_bar)
         for batch in bar:
             if self._budget_spent() or self._stopping():
                 return False, self.task.finish(totals.means(self.world))
@@ -181,6 +187,7 @@ class Trainer:
             p.partial = totals.state()
             rate = n / max(time.perf_counter() - start, 1e-9)
             bar.set_postfix(loss=f"{loss:.4g}", grad=f"{grad_norm:.3g}", samples_s=f"{rate:.0f}")
+            lines.update(loss, n)
             for hook in self.after_step:
                 hook(self)
         finished = not (self._budget_spent() and p.batch_in_epoch < len(self.batches))

@@ -57,8 +57,9 @@ class PeepholeLSTMCell(RecurrentCell):
 
 @CELLS.register("cifg_lstm")
 class CIFGLSTMCell(RecurrentCell):
-    """LSTM with the forget gate tied to the input gate, f_t = 1 - i_t; gate blocks
-    i, g, o (see the module). State (h, c)."""
+    """LSTM with the forget gate tied to the input gate (CIFG): f_t = 1 - i_t.
+
+    Gate blocks i, g, o (see the module). State (h, c)."""
 
     num_chunks = 3
     num_states = 2

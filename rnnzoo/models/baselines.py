@@ -62,8 +62,10 @@ class SeasonalNaive(ForecastModel):
 
 
 class LinearForecaster(ForecastModel):
-    """A linear map over time, per column: (B, L) -> (B, H). With ``decomposition``, a
-    moving average splits the window into trend and remainder, each with its own map."""
+    """A linear map over time, per column (NLinear, DLinear): (B, L) -> (B, H).
+
+    With ``decomposition``, a moving average splits the window into trend and remainder,
+    each with its own map."""
 
     class Args(Section):
         name: Literal["linear"] = "linear"

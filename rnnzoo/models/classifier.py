@@ -15,7 +15,9 @@ from rnnzoo.tasks import ModelIO
 
 
 class SequenceClassifier(nn.Module):
-    """Embedding (pad id 0) -> ``rnnzoo.Recurrent`` -> pooling over valid steps ->
+    """Token ids -> a class per sequence: embedding, recurrent stack, pooling, linear.
+
+    Embedding (pad id 0) -> ``rnnzoo.Recurrent`` -> pooling over valid steps ->
     dropout -> linear to class scores.
 
     Pooling: ``last`` (each direction's final state), ``mean`` and ``max`` over the top

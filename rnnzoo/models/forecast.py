@@ -122,9 +122,11 @@ class Forecaster(ForecastModel):
 
 
 class Seq2SeqForecaster(ForecastModel):
-    """Encoder-decoder: the decoder starts from the encoder's state and the last observed
-    value, and feeds each forecast back as its next input. In training, each step's
-    input is instead the true previous value with probability ``teacher_forcing``."""
+    """Encoder-decoder forecaster: the decoder unrolls over the horizon on its own forecasts.
+
+    The decoder starts from the encoder's state and the last observed value, and feeds each
+    forecast back as its next input. In training, each step's input is instead the true
+    previous value with probability ``teacher_forcing``."""
 
     class Args(ForecastArgs):
         name: Literal["seq2seq_forecaster"] = "seq2seq_forecaster"
@@ -166,10 +168,12 @@ class Seq2SeqForecaster(ForecastModel):
 
 
 class SegRNN(ForecastModel):
-    """SegRNN (Lin et al. 2023), channel-independent: each column's window is cut into
-    segments of ``segment_len`` steps, each embedded (linear + ReLU) and fed to the
-    recurrent layer; from its final state, every horizon segment is decoded in one
-    parallel step whose input is a position embedding beside a column embedding."""
+    """SegRNN (Lin et al. 2023): a recurrent layer over segments, horizon decoded in parallel.
+
+    Channel-independent: each column's window is cut into segments of ``segment_len`` steps,
+    each embedded (linear + ReLU) and fed to the recurrent layer; from its final state,
+    every horizon segment is decoded in one parallel step whose input is a position
+    embedding beside a column embedding."""
 
     class Args(ForecastArgs):
         name: Literal["segrnn"] = "segrnn"

@@ -40,7 +40,9 @@ class Memory(NamedTuple):
 
 
 class Seq2Seq(nn.Module):
-    """Embedding -> ``Recurrent`` encoder -> bridge -> ``Recurrent`` decoder -> (attention)
+    """Sequence-to-sequence: a recurrent encoder-decoder, with optional attention.
+
+    Embedding -> ``Recurrent`` encoder -> bridge -> ``Recurrent`` decoder -> (attention)
     -> linear to output scores.
 
     * The encoder takes the source lengths, so padded source steps change nothing; it

@@ -23,6 +23,7 @@ class AddingTask(Task):
         seq_len: int = Field(100, ge=2, description="T, steps per sequence")
 
     metric = "mse"
+    headline = ("loss", "mse", "mae")
     modes: ClassVar[dict[str, Literal["min", "max"]]] = {"loss": "min", "mse": "min", "mae": "min"}
 
     def dataset(self, split: str) -> Dataset[Batch]:

@@ -95,10 +95,17 @@ class Task:
     """Default validation metric for model selection and early stopping."""
     modes: ClassVar[dict[str, Literal["min", "max"]]]
     """Every metric this task reports ("loss" included), and whether lower is better."""
+    headline: ClassVar[tuple[str, ...]] = ()
+    """The validation metrics the per-epoch line shows, a handful (every metric goes to
+    metrics.jsonl); empty: ``loss`` and ``metric``. One the task does not report is left out."""
     splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
 
     def __init__(self, data: Any) -> None:
         self.data = data
+
+    def headline_metrics(self) -> tuple[str, ...]:
+        """``headline``, or by default the loss and the selection metric."""
+        return self.headline or ("loss", self.metric)
 
     def dataset(self, split: str) -> Dataset[Batch]:
         raise NotImplementedError

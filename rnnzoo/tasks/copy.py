@@ -17,13 +17,16 @@ from rnnzoo.tasks.base import TASKS, GeneratedSplits, ModelIO, Sums, Task, split
 
 @TASKS.register("copy")
 class CopyTask(Task):
-    """Copy memory (Arjovsky et al. 2016): an answer per step, cross-entropy over all
-    steps; ``ce_vs_baseline`` below 1 means the model remembers something."""
+    """Copy memory (Arjovsky et al. 2016): recall 10 symbols after a long blank delay.
+
+    An answer per step, cross-entropy over all steps; ``ce_vs_baseline`` below 1 means the
+    model remembers something."""
 
     class Data(GeneratedSplits):
         delay: int = Field(100, ge=1, description="T, blank steps between symbols and recall")
 
     metric = "ce"
+    headline = ("loss", "ce_vs_baseline", "recall_accuracy")
     modes: ClassVar[dict[str, Literal["min", "max"]]] = {
         "loss": "min", "ce": "min", "ce_vs_baseline": "min", "recall_accuracy": "max",
     }  # fmt: skip

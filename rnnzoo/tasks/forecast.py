@@ -109,6 +109,7 @@ class ForecastTask(Task):
             return splits
 
     metric = "mse"
+    headline = ("loss", "mse", "mae", "mase")  # never mape: near-zero values blow it up
     modes: ClassVar[dict[str, Literal["min", "max"]]] = {
         "loss": "min", "mse": "min", "mae": "min", "mse_orig": "min", "mae_orig": "min",
         "rmse_orig": "min", "mape": "min", "smape": "min", "mase": "min",

@@ -74,6 +74,7 @@ class IMDBTask(ReviewSplits):
         bucket: int = Field(50, ge=1, description="batches per length-sorted chunk (1: off)")
 
     metric = "accuracy"
+    headline = ("loss", "accuracy")
     modes: ClassVar[dict[str, Literal["min", "max"]]] = {
         "loss": "min", "accuracy": "max", "pad_fraction": "min",
     }  # fmt: skip

@@ -58,6 +58,7 @@ class NumberWordsTask(Task):
             return self
 
     metric = "exact_match"
+    headline = ("loss", "exact_match", "token_accuracy")
     modes: ClassVar[dict[str, Literal["min", "max"]]] = {
         "loss": "min", "exact_match": "max", "token_accuracy": "max",
     }  # fmt: skip

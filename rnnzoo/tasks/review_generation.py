@@ -135,6 +135,7 @@ class ReviewGenerationTask(ReviewSplits):
         bucket: int = Field(50, ge=1, description="batches per length-sorted chunk (1: off)")
 
     metric = "ce"
+    headline = ("loss", "bits_per_char", "perplexity")
     modes: ClassVar[dict[str, Literal["min", "max"]]] = {
         "loss": "min", "ce": "min", "bits_per_char": "min", "perplexity": "min",
     }  # fmt: skip

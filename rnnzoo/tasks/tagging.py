@@ -37,9 +37,11 @@ class TrimmedBatches(TensorBatches):
 
 @TASKS.register("tagging")
 class TaggingTask(Task):
-    """Tag every word of a generated sentence (see ``rnnzoo.data.tagging``): half the
-    words are tagged by their left and right neighbours, so a bidirectional tagger can
-    be right everywhere and a left-to-right one only about 1/2 + 1/(2K) of the time.
+    """Tag every word of a generated sentence, a test of bidirectional context.
+
+    See ``rnnzoo.data.tagging``: half the words are tagged by their left and right
+    neighbours, so a bidirectional tagger can be right everywhere and a left-to-right one
+    only about 1/2 + 1/(2K) of the time.
 
     The loss and every metric count valid steps only: padded steps carry the target
     ``IGNORE`` and add nothing.
@@ -63,6 +65,7 @@ class TaggingTask(Task):
             return self
 
     metric = "accuracy"
+    headline = ("loss", "accuracy", "ambiguous_accuracy", "sentence_accuracy")
     missing_text = 'give a sentence of word ids to tag, e.g. "3 17 25 9"'
     modes: ClassVar[dict[str, Literal["min", "max"]]] = {
         "loss": "min", "accuracy": "max", "ambiguous_accuracy": "max",

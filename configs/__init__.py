@@ -1,0 +1,1 @@
+"""The shipped configs, installed as the package rnnzoo.configs (see setup.py)."""
