@@ -149,7 +149,9 @@ def test_macro_f1_adds_up_across_uneven_batches(tmp_path: Path):
     pred = torch.tensor([0, 1, 0, 1, 2, 2, 2, 0, 2, 0, 1])
     totals = Totals(torch.device("cpu"))
     for lo, hi in [(0, 2), (2, 7), (7, 11)]:  # batches of 2, 5 and 4
-        batch = Batch(torch.ones(hi - lo, 3, dtype=torch.long), true[lo:hi], torch.full((hi - lo,), 3))
+        batch = Batch(
+            torch.ones(hi - lo, 3, dtype=torch.long), true[lo:hi], torch.full((hi - lo,), 3)
+        )
         for name, (s, n) in task.metrics(F.one_hot(pred[lo:hi], 3).float(), batch).items():
             totals.add(name, s, n)
     got = task.finish(totals.means(World()))
@@ -274,7 +276,14 @@ def test_predict_a_table_adds_the_label_and_every_probability(
     got = {".csv": pd.read_csv, ".jsonl": lambda p: pd.read_json(p, lines=True),
            ".parquet": pd.read_parquet}[out.suffix](out)  # fmt: skip
     assert list(got.columns) == [
-        "id", "title", "body", "label", "predicted_label", "p_food", "p_sport", "p_tech"
+        "id",
+        "title",
+        "body",
+        "label",
+        "predicted_label",
+        "p_food",
+        "p_sport",
+        "p_tech",
     ]
     assert got["title"].tolist() == [r["title"] for r in rows(7, seed=5)]
     probs = got[["p_food", "p_sport", "p_tech"]].to_numpy()
@@ -311,14 +320,15 @@ def test_drop_empty_leaves_empty_rows_out_and_says_how_many(tmp_path: Path):
     assert "2 row(s) with an empty text or label left out" in result.output
 
 
-def test_a_val_label_unseen_in_train_is_named(tmp_path: Path):
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_a_label_unseen_in_train_is_named_before_training(tmp_path: Path, split: str):
     table = write_csv(tmp_path / "t.csv", rows(30))
-    val = rows(6, seed=1)
-    val[2]["label"] = "travel"
-    val_path = write_csv(tmp_path / "v.csv", val)
-    path = write_config(tmp_path, table, val_path=str(val_path))
-    with unchanged(tmp_path):
-        assert_user_error(invoke("train", "-c", path), "v.csv", "'travel'")
+    other = rows(6, seed=1)
+    other[2]["label"] = "travel"
+    other_path = write_csv(tmp_path / f"{split}.csv", other)
+    path = write_config(tmp_path, table, **{f"{split}_path": str(other_path)})
+    with unchanged(tmp_path):  # test too: found before the run folder is written
+        assert_user_error(invoke("train", "-c", path), f"{split}.csv", "'travel'")
 
 
 def test_the_shipped_config_says_to_set_the_path(tmp_path: Path):
