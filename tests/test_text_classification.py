@@ -20,9 +20,9 @@ import yaml
 
 from rnnzoo.data.batches import Batch
 from rnnzoo.data.tables import read_examples, stratified_split
+from rnnzoo.distributed import World
 from rnnzoo.errors import DataError
 from rnnzoo.evaluation import Totals
-from rnnzoo.distributed import World
 from rnnzoo.tasks import TASKS
 from rnnzoo.tasks.text import macro_f1
 from tests.test_bad_input import assert_user_error, invoke, unchanged
@@ -146,7 +146,7 @@ def test_the_split_is_stratified_seeded_and_covers_every_class():
 def test_macro_f1_adds_up_across_uneven_batches(tmp_path: Path):
     task = task_for(write_csv(tmp_path / "t.csv", rows(9)))
     true = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 0, 1])
-    pred = torch.tensor([0, 1, 0, 1, 2, 2, 2, 0, 2, 0, 1])
+    pred = torch.tensor([0, 1, 0, 1, 0, 2, 2, 0, 2, 0, 1])
     totals = Totals(torch.device("cpu"))
     for lo, hi in [(0, 2), (2, 7), (7, 11)]:  # batches of 2, 5 and 4
         batch = Batch(
@@ -155,15 +155,15 @@ def test_macro_f1_adds_up_across_uneven_batches(tmp_path: Path):
         for name, (s, n) in task.metrics(F.one_hot(pred[lo:hi], 3).float(), batch).items():
             totals.add(name, s, n)
     got = task.finish(totals.means(World()))
-    # by hand: class 0 tp 3 fp 1 fn 1, class 1 tp 2 fp 1 fn 1, class 2 tp 3 fp 1 fn 1
-    f1 = [2 * 3 / (6 + 2), 2 * 2 / (4 + 2), 2 * 3 / (6 + 2)]
+    # by hand: class 0 tp 3 fp 2 fn 1, class 1 tp 2 fp 1 fn 1, class 2 tp 3 fp 0 fn 1
+    f1 = [2 * 3 / (6 + 3), 2 * 2 / (4 + 2), 2 * 3 / (6 + 1)]
     assert got["macro_f1"] == pytest.approx(sum(f1) / 3)
     assert got["accuracy"] == pytest.approx(8 / 11)
     assert not any(k.startswith("f1/") for k in got)  # the counts are internal
-    # scikit-learn's formula: mean over classes of 2PR/(P+R)
-    p = [3 / 4, 2 / 3, 3 / 4]
-    r = [3 / 4, 2 / 3, 3 / 4]
-    assert got["macro_f1"] == pytest.approx(sum(2 * a * b / (a + b) for a, b in zip(p, r)) / 3)
+    # scikit-learn's formula: the mean over classes of 2PR / (P + R)
+    precision, recall = [3 / 5, 2 / 3, 3 / 3], [3 / 4, 2 / 3, 3 / 4]
+    harmonic = [2 * p * r / (p + r) for p, r in zip(precision, recall, strict=True)]
+    assert got["macro_f1"] == pytest.approx(sum(harmonic) / 3)
 
 
 def test_macro_f1_leaves_out_classes_never_true_nor_predicted():
