@@ -229,6 +229,9 @@ def test_train_writes_both_metrics_and_keeps_the_class_names(trained: Path):
     state = json.loads((trained / "classes.json").read_text())
     assert state == {"classes": ["food", "sport", "tech"], "train_counts": [24, 24, 24]}
     assert summary["val"]["accuracy"] > 0.5  # three separable classes: it learned
+    test = json.loads((trained / "eval_test.json").read_text())  # written at the end
+    assert set(test["per_class"]) == {"food", "sport", "tech"}
+    assert (trained / "confusion_test.png").is_file()
 
 
 def test_eval_reports_each_class_and_the_confusion_matrix(run: Path):
@@ -355,6 +358,7 @@ def test_bad_bytes_are_said_once_when_training(tmp_path: Path):
         (["--file", "{table}", "--out", "{table}"], ["input"]),
         (["--file", "{table}", "--out", "{out}", "--top-k", "2"], ["--top-k"]),
         (["x", "--out", "{out}"], ["--out"]),
+        (["x", "--text-column", "body"], ["--text-column"]),
     ],
 )
 def test_predict_refuses_bad_options_up_front(run: Path, tmp_path: Path, args, names):
@@ -374,3 +378,11 @@ def test_parquet_without_pyarrow_says_what_to_install(
     with unchanged(tmp_path):
         result = invoke("predict", run, "--file", table, "--out", tmp_path / "p.csv")
         assert_user_error(result, "pip install pyarrow")
+
+
+def test_an_unknown_table_format_is_named(tmp_path: Path):
+    table = tmp_path / "t.xlsx"
+    table.write_bytes(b"PK\x03\x04")
+    path = write_config(tmp_path, table)
+    with unchanged(tmp_path):
+        assert_user_error(invoke("train", "-c", path), "t.xlsx", "'.xlsx'", ".csv")
