@@ -184,7 +184,12 @@ def predict(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `rnnzoo train`.")],
     text: Annotated[str | None, typer.Argument(help="The input, e.g. a review.")] = None,
     file: Annotated[
-        Path | None, typer.Option("--file", help="Predict each line of this file instead.")
+        Path | None,
+        typer.Option(
+            "--file",
+            help="Predict each line of this file instead; a table (.csv .tsv .jsonl "
+            ".parquet): each row, written to --out with the predictions added.",
+        ),
     ] = None,
     data_path: Annotated[
         Path | None,
@@ -196,7 +201,18 @@ def predict(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="Forecasting: the CSV to write (default: RUN_DIR/forecast.csv)."),
+        typer.Option(
+            help="Forecasting: the CSV to write (default: RUN_DIR/forecast.csv). "
+            "Classification: the table to write for a table --file."
+        ),
+    ] = None,
+    top_k: Annotated[
+        int | None,
+        typer.Option("--top-k", min=1, help="Classification: the K most likely classes."),
+    ] = None,
+    text_column: Annotated[
+        str | None,
+        typer.Option(help="Classification: a table --file's text column (default: the run's)."),
     ] = None,
     label: Annotated[
         str | None, typer.Option(help="Generation: the condition, e.g. pos or neg.")
@@ -226,7 +242,7 @@ def predict(
     if text is not None and file is not None:
         raise ConfigError("give a TEXT argument or --file FILE, not both")
     texts = None
-    if file is not None:
+    if file is not None and not _is_table(file):
         texts = _read_lines(file)
     elif text is not None:
         if not text.strip():
@@ -234,7 +250,7 @@ def predict(
         texts = [text]
     request = PredictRequest(
         run_dir, texts, data_path, cutoff, out,
-        label, max_len, temperature, seed, samples, beam_width,
+        label, max_len, temperature, seed, samples, beam_width, file, top_k, text_column,
     )  # fmt: skip
     lines = runs.predict(request, checkpoint)
     for line in lines:
@@ -244,6 +260,13 @@ def predict(
 def _check_checkpoint(which: str) -> None:
     if which not in ("best", "last"):
         raise ConfigError(f"--checkpoint must be best or last, got {which!r}")
+
+
+def _is_table(file: Path) -> bool:
+    """A --file the task reads as a table rather than as lines of text."""
+    from rnnzoo.data.tables import TABLES
+
+    return file.suffix.lower() in TABLES
 
 
 def _read_lines(file: Path) -> list[str]:

@@ -12,6 +12,7 @@ A run folder holds everything needed to rebuild and evaluate its model::
       eval_<split>.json    written by ``rnnzoo eval`` (test: also at the end of training)
       <task state>         what the task fitted on train: tokenizer.json, forecast.json
       forecast_<split>.png a forecasting task's plot, written by ``rnnzoo eval``
+      confusion_<split>.png a classifier's confusion matrix, written by ``rnnzoo eval``
 """
 
 from __future__ import annotations
@@ -124,6 +125,9 @@ def train(
         if state is not None:
             at = trainer.progress
             echo(f"resuming {run_dir} at epoch {at.epoch + 1}, step {at.step}")
+        if world.is_main:
+            for note in task.notes:  # what prepare() chose or fixed, said once
+                echo(note)
         started = time.perf_counter()
         progress = trainer.fit()
         _report(trainer, progress, run_dir, dev, world, time.perf_counter() - started, echo)
@@ -183,7 +187,11 @@ def _report(
         data = trainer.val_data if split == "val" else task.dataset(split)
         summary[split] = metrics = trainer.evaluate(data)
         if world.is_main and split == "test":
-            test = {"split": "test", "checkpoint": "best", **metrics}
+            size = config.train.eval_batch_size or config.train.batch_size
+            test = {
+                "split": "test", "checkpoint": "best", **metrics,
+                **task.report(model, "test", dev, size),
+            }  # fmt: skip
             run_folder.write_json(run_dir / "eval_test.json", test)
             task.figures(model, "test", run_dir, dev)
     if world.is_main:
@@ -334,9 +342,10 @@ def evaluate(
     model = model.to(dev)
     data = task.dataset(split)
     metrics = evaluate_model(model, task, data, dev, size, precision=config.train.precision)
+    details = task.report(model, split, dev, size)  # per-class scores, say
     name = f"eval_{split}" if beam_width is None else f"eval_{split}_beam{beam_width}"
     run_folder.write_json(
-        run_dir / f"{name}.json", {"split": split, "checkpoint": which, **metrics}
+        run_dir / f"{name}.json", {"split": split, "checkpoint": which, **metrics, **details}
     )
     if plots:
         task.figures(model, split, run_dir, dev)

@@ -1,11 +1,17 @@
 """Tasks: data, loss, metrics and outputs, one module per task; ``TASKS`` names them."""
 
-from rnnzoo.tasks import numbers, review_generation, tagging  # noqa: F401 - registers
+from rnnzoo.tasks import (  # noqa: F401 - registers
+    numbers,
+    review_generation,
+    tagging,
+    text_classification,
+)
 from rnnzoo.tasks.adding import AddingTask
 from rnnzoo.tasks.base import TASKS, ModelIO, Sums, Task, list_tasks
 from rnnzoo.tasks.copy import CopyTask
 from rnnzoo.tasks.forecast import ForecastTask
 from rnnzoo.tasks.imdb import IMDBTask
+from rnnzoo.tasks.text_classification import TextClassificationTask
 
 __all__ = [
     "TASKS",
@@ -16,5 +22,6 @@ __all__ = [
     "ModelIO",
     "Sums",
     "Task",
+    "TextClassificationTask",
     "list_tasks",
 ]

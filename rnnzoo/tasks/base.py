@@ -84,6 +84,9 @@ class PredictRequest:
     seed: int | None = None  # sampling: the same seed gives the same text
     samples: int = 1  # how many to generate
     beam_width: int | None = None  # decoding; None: the run's config
+    file: Path | None = None  # --file as given (a table is read by the task)
+    top_k: int | None = None  # classification: print the K most likely classes
+    text_column: str | None = None  # a table --file's text column; None: the run's
 
 
 class Task:
@@ -91,8 +94,9 @@ class Task:
     ``dataset``, ``io``, ``loss`` and ``metrics``."""
 
     Data: ClassVar[type[Section]]
-    metric: ClassVar[str]
-    """Default validation metric for model selection and early stopping."""
+    metric: str
+    """Default validation metric for model selection and early stopping (a task may
+    choose it in ``prepare``, from the data, as an instance attribute)."""
     modes: ClassVar[dict[str, Literal["min", "max"]]]
     """Every metric this task reports ("loss" included), and whether lower is better."""
     headline: ClassVar[tuple[str, ...]] = ()
@@ -102,6 +106,9 @@ class Task:
 
     def __init__(self, data: Any) -> None:
         self.data = data
+        self.notes: list[str] = []
+        """What ``prepare`` found worth saying (a choice it made from the data, bytes it
+        replaced); ``rnnzoo train`` prints each once before training."""
 
     def headline_metrics(self) -> tuple[str, ...]:
         """``headline``, or by default the loss and the selection metric."""
@@ -162,6 +169,11 @@ class Task:
     @torch.no_grad()
     def predict(self, model: nn.Module, request: PredictRequest) -> list[str]:
         """``rnnzoo predict``: the model's answers, one line each (default: per text)."""
+        if request.file is not None and request.texts is None:
+            raise ConfigError(
+                f"--file {request.file}: this task reads a text file, one input per line, "
+                "not a table"
+            )
         if not request.texts:
             raise ConfigError(self.missing_text)
         batch = self.inputs_from_text(request.texts)
@@ -177,6 +189,13 @@ class Task:
     ) -> list[Path]:
         """Plots that ``rnnzoo eval`` writes next to its scores; none by default."""
         return []
+
+    def report(
+        self, model: nn.Module, split: str, device: torch.device, batch_size: int
+    ) -> dict[str, Any]:
+        """Details that ``rnnzoo eval`` adds to ``eval_<split>.json`` beside the metrics
+        (per-class scores, say); none by default. Called before ``figures``."""
+        return {}
 
     def has_split(self, split: str) -> bool:
         """Whether this copy of the data holds ``split`` (a partial archive may not)."""

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from rnnzoo.config import Section
-from rnnzoo.data.batches import Batch
 from rnnzoo.errors import DataError
-from rnnzoo.tasks.base import TASKS, ModelIO, Sums, Task
+from rnnzoo.tasks.base import TASKS, Task
+from rnnzoo.tasks.text import TextClassification, TokenizerKeys
 
 
 class ReviewData(Section):
@@ -62,93 +60,26 @@ class ReviewSplits(Task):
 
 
 @TASKS.register("imdb")
-class IMDBTask(ReviewSplits):
-    """IMDB review sentiment (Maas et al. 2011): positive or negative (many-to-one)."""
+class IMDBTask(ReviewSplits, TextClassification):
+    """IMDB review sentiment (Maas et al. 2011): positive or negative (many-to-one).
 
-    class Data(ReviewData):
-        tokenizer: Literal["word", "bpe"] = "word"
-        vocab_size: int = Field(20_000, ge=10)
-        min_frequency: int = Field(2, ge=1)
-        max_len: int = Field(256, ge=1, description="tokens kept per review")
-        truncation: Literal["head", "tail", "head_tail"] = "head"
-        bucket: int = Field(50, ge=1, description="batches per length-sorted chunk (1: off)")
+    Text classification (``rnnzoo.tasks.text``) with IMDB's reader: its folder layout is
+    one subfolder per class (``neg``, ``pos``)."""
+
+    class Data(TokenizerKeys, ReviewData):
+        pass
 
     metric = "accuracy"
-    headline = ("loss", "accuracy")
-    modes: ClassVar[dict[str, Literal["min", "max"]]] = {
-        "loss": "min", "accuracy": "max", "pad_fraction": "min",
-    }  # fmt: skip
-    labels = ("negative", "positive")
 
     def __init__(self, data: Any) -> None:
         super().__init__(data)
-        self.tokenizer: Any = None
+        self.classes = ["negative", "positive"]  # as rnnzoo.data.imdb labels them: 0, 1
 
-    def prepare(self) -> None:
-        from rnnzoo.data.text import fit_tokenizer
-
-        d = self.data
-        texts = [r.text for r in self._reviews("train")]
-        self.tokenizer = fit_tokenizer(texts, d.tokenizer, d.vocab_size, d.min_frequency)
-
-    def save_state(self, run_dir: Path) -> None:
-        from rnnzoo.data.text import save_tokenizer
-
-        save_tokenizer(self.tokenizer, run_dir / "tokenizer.json")
-
-    def load_state(self, run_dir: Path) -> None:
-        from rnnzoo.data.text import load_tokenizer
-
-        self.tokenizer = load_tokenizer(run_dir / "tokenizer.json")
-
-    def dataset(self, split: str) -> Dataset[Batch]:
-        from rnnzoo.data.batches import TokenBatches
-
+    def examples(self, split: str) -> tuple[list[str], Tensor]:
         reviews = self._reviews(split)
-        labels = torch.tensor([r.label for r in reviews])
-        seqs = self._encode([r.text for r in reviews])
-        return TokenBatches(seqs, labels, bucket=self.data.bucket if split == "train" else 1)
+        return [r.text for r in reviews], torch.tensor([r.label for r in reviews])
 
-    def _encode(self, texts: list[str]) -> list[Tensor]:
-        from rnnzoo.data.text import encode
-
-        if self.tokenizer is None:
-            raise RuntimeError("the tokenizer is not fitted: call prepare() or load_state()")
-        return encode(self.tokenizer, texts, self.data.max_len, self.data.truncation)
-
-    @property
-    def io(self) -> ModelIO:
-        if self.tokenizer is None:
-            raise RuntimeError("the tokenizer is not fitted: call prepare() or load_state()")
-        return ModelIO(input_size=0, output_size=2, vocab_size=self.tokenizer.get_vocab_size())
-
-    @property
-    def nominal_io(self) -> ModelIO:
-        return ModelIO(input_size=0, output_size=2, vocab_size=self.data.vocab_size)
-
-    def loss(self, output: Tensor, batch: Batch) -> Tensor:
-        return F.cross_entropy(output, batch.targets)
-
-    def metrics(self, output: Tensor, batch: Batch) -> Sums:
-        correct = (output.argmax(dim=-1) == batch.targets).sum()
-        n = torch.tensor(len(batch), device=output.device)
-        assert batch.lengths is not None
-        cells = batch.inputs.numel()
-        padded = torch.tensor(cells, device=output.device) - batch.lengths.sum()
-        return {
-            "accuracy": (correct, n),
-            "pad_fraction": (padded, torch.tensor(cells, device=output.device)),
-        }
-
-    def show(self, output: Tensor) -> str:
-        p = torch.softmax(output.float(), dim=-1)
-        label = int(p.argmax())
-        return f"{self.labels[label]} (p={float(p[label]):.3f})"
-
-    def inputs_from_text(self, texts: list[str]) -> Batch:
-        from rnnzoo.data.batches import TokenBatches
+    def clean(self, text: str) -> str:
         from rnnzoo.data.imdb import clean
 
-        seqs = self._encode([clean(t.encode()) for t in texts])
-        data = TokenBatches(seqs, torch.zeros(len(seqs), dtype=torch.long))
-        return data.__getitems__(list(range(len(seqs))))
+        return clean(text.encode())
