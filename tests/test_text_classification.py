@@ -140,6 +140,15 @@ def test_the_split_is_stratified_seeded_and_covers_every_class():
     assert stratified_split(labels, [0.1, 0.2], seed=4) != [val, test, train]
 
 
+def test_a_zero_fraction_carves_nothing_and_the_run_has_no_test_split(tmp_path: Path):
+    labels = ["a"] * 20 + ["b"] * 10
+    val, test, train = stratified_split(labels, [0.2, 0.0], seed=0)
+    assert test == [] and len(val) == 6 and len(train) == 24
+    task = task_for(write_csv(tmp_path / "t.csv", rows(30)), test_fraction=0)
+    task.prepare()
+    assert task.has_split("val") and not task.has_split("test")
+
+
 # -- metrics and loss -------------------------------------------------------------------
 
 

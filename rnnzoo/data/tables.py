@@ -207,7 +207,7 @@ def stratified_split(
     """Row indices for a seeded, stratified split: one list per fraction (in order),
     then the rest (train). Each class is cut in the same proportions; a class with at
     least one example per part more than the parts (train keeps one) gets at least one
-    example in every part. Indices come back sorted (the file's order)."""
+    example in every part whose fraction is not 0. Indices come back sorted (the file's order)."""
     gen = torch.Generator().manual_seed(seed)
     parts: list[list[int]] = [[] for _ in range(len(fractions) + 1)]
     by_class: dict[str, list[int]] = {}
@@ -218,7 +218,7 @@ def stratified_split(
         order = [rows[j] for j in torch.randperm(len(rows), generator=gen).tolist()]
         sizes = [round(len(rows) * f) for f in fractions]
         if len(rows) > len(fractions):  # enough for every part and a training example
-            sizes = [max(1, s) for s in sizes]
+            sizes = [max(1, s) if f > 0 else 0 for s, f in zip(sizes, fractions, strict=True)]
         while sum(sizes) >= len(rows) and max(sizes) > 0:  # train keeps at least one
             sizes[sizes.index(max(sizes))] -= 1
         start = 0
