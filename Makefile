@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-adding test lint format claims bench bench-adding bench-forecast report clean
+.PHONY: help install demo demo-adding test lint format claims bench bench-adding bench-forecast bench-text bench-pos report clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -62,8 +62,17 @@ bench-forecast: $(STAMP) ## ETTh1 baselines vs RNN forecasters (hours on CPU); E
 	$(BIN)/python scripts/bench_forecast.py --data $(ETTH1) --out benchmarks/forecast.json
 
 IMDB ?= data/aclImdb_v1.tar.gz
-report: $(STAMP) ## measure the taught claims into docs/REPORT.md (about an hour on an idle 2-core CPU); IMDB=... ETTH1=...
-	$(BIN)/python scripts/make_report.py --imdb $(IMDB) --etth1 $(ETTH1) --budget-minutes 2
+UD   ?= data/ud
+report: $(STAMP) ## measure the taught claims into docs/REPORT.md (about 80 min on an idle 2-core CPU); IMDB=... ETTH1=... UD=folder
+	$(BIN)/python scripts/make_report.py --imdb $(IMDB) --etth1 $(ETTH1) --budget-minutes 2 \
+		--ud-train $(UD)/en_ewt-ud-train.conllu --ud-dev $(UD)/en_ewt-ud-dev.conllu
+
+bench-text: $(STAMP) ## IMDB as a table against the imdb task, and its 8-class rating (about 25 min); IMDB=...
+	$(BIN)/python scripts/bench_text.py --data $(IMDB) --out benchmarks/text_classification.json
+
+bench-pos: $(STAMP) ## UD English EWT UPOS tagging, BiLSTM against LSTM, 15 min each; UD=folder with the .conllu files
+	$(BIN)/python scripts/bench_pos.py --train $(UD)/en_ewt-ud-train.conllu \
+		--dev $(UD)/en_ewt-ud-dev.conllu --out benchmarks/pos.json
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
