@@ -182,7 +182,10 @@ def predict(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `rnnzoo train`.")],
     text: Annotated[str | None, typer.Argument(help="The input, e.g. a review.")] = None,
     file: Annotated[
-        Path | None, typer.Option("--file", help="Predict each line of this file instead.")
+        Path | None,
+        typer.Option(
+            "--file", help="Predict each line of this file instead (pos_tagging: or a .conllu)."
+        ),
     ] = None,
     data_path: Annotated[
         Path | None,
@@ -194,7 +197,10 @@ def predict(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="Forecasting: the CSV to write (default: RUN_DIR/forecast.csv)."),
+        typer.Option(
+            help="Forecasting: the CSV to write (default: RUN_DIR/forecast.csv); "
+            "pos_tagging: the tagged .conllu (default: printed)."
+        ),
     ] = None,
     label: Annotated[
         str | None, typer.Option(help="Generation: the condition, e.g. pos or neg.")
@@ -232,7 +238,7 @@ def predict(
         texts = [text]
     request = PredictRequest(
         run_dir, texts, data_path, cutoff, out,
-        label, max_len, temperature, seed, samples, beam_width,
+        label, max_len, temperature, seed, samples, beam_width, file,
     )  # fmt: skip
     lines = runs.predict(request, checkpoint)
     for line in lines:
