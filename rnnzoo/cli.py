@@ -188,7 +188,8 @@ def predict(
         typer.Option(
             "--file",
             help="Predict each line of this file instead; a table (.csv .tsv .jsonl "
-            ".parquet): each row, written to --out with the predictions added.",
+            ".parquet): each row, written to --out with the predictions added; pos_tagging: "
+            "or a .conllu, filled in.",
         ),
     ] = None,
     data_path: Annotated[
@@ -203,7 +204,8 @@ def predict(
         Path | None,
         typer.Option(
             help="Forecasting: the CSV to write (default: RUN_DIR/forecast.csv). "
-            "Classification: the table to write for a table --file."
+            "Classification: the table to write for a table --file; pos_tagging: the "
+            "tagged .conllu (default: printed)."
         ),
     ] = None,
     top_k: Annotated[

@@ -145,6 +145,8 @@ def test_every_shipped_config_loads_validates_and_builds(path: Path):
     model = build_model(config.model, io)  # no data needed to check this
     if io.vocab_size:
         x = torch.randint(1, 10, (2, 5))
+        if io.char_vocab_size:  # each word's id, then its characters' ids
+            x = torch.randint(1, 10, (2, 5, 1 + 6))
         if io.output == "next_token":  # column 0: the condition
             x[:, 0] = torch.arange(2) % (io.num_conditions or 1)
     else:

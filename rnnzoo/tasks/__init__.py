@@ -2,6 +2,7 @@
 
 from rnnzoo.tasks import (  # noqa: F401 - registers
     numbers,
+    pos_tagging,
     review_generation,
     tagging,
     text_classification,

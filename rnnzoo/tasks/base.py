@@ -41,6 +41,9 @@ class ModelIO:
       tokens from a vocabulary of ``output_size`` (sequence-to-sequence);
     * ``next_token``: scores of the next token at each step, (B, T, output_size),
       given a condition, one of ``num_conditions`` classes (a conditional generator).
+
+    ``char_vocab_size``: token inputs that also spell each word, (B, T, 1 + C): the
+    word id, then the ids of its C characters (0: padding); None: plain ids (B, T).
     """
 
     input_size: int
@@ -51,6 +54,7 @@ class ModelIO:
     output: Output = "one"
     max_output_len: int | None = None
     num_conditions: int | None = None
+    char_vocab_size: int | None = None
 
 
 class Decoded(NamedTuple):
@@ -84,7 +88,7 @@ class PredictRequest:
     seed: int | None = None  # sampling: the same seed gives the same text
     samples: int = 1  # how many to generate
     beam_width: int | None = None  # decoding; None: the run's config
-    file: Path | None = None  # --file as given (a table is read by the task)
+    file: Path | None = None  # --file as given, for a task that reads it whole (a table, a .conllu)
     top_k: int | None = None  # classification: print the K most likely classes
     text_column: str | None = None  # a table --file's text column; None: the run's
 
