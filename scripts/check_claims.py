@@ -59,6 +59,8 @@ ALLOWED: list[tuple[str, str, str]] = [
     ),
     ("benchmarks/RESULTS.md", "the issue's 83.4 % in about 12 minutes", "quoted from issue 5"),
     ("benchmarks/RESULTS.md", "at least 88 % validation accuracy within 15 minutes", "target"),
+    ("benchmarks/RESULTS.md", "at least 95.5 % dev accuracy within 15 minutes", "target"),
+    ("benchmarks/RESULTS.md", "the 95.5 % target is not", "target"),
     ("benchmarks/RESULTS.md", "at least 91 % within 30 minutes", "target"),
     ("benchmarks/RESULTS.md", "at most 0.370 within 15 minutes", "target"),
     ("benchmarks/RESULTS.md", "one layer, H=256, at most 2.0x", "target"),
