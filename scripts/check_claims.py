@@ -61,6 +61,7 @@ ALLOWED: list[tuple[str, str, str]] = [
     ("benchmarks/RESULTS.md", "at least 88 % validation accuracy within 15 minutes", "target"),
     ("benchmarks/RESULTS.md", "at least 95.5 % dev accuracy within 15 minutes", "target"),
     ("benchmarks/RESULTS.md", "the 95.5 % target is not", "target"),
+    ("benchmarks/RESULTS.md", "within 0.3 points of the imdb task's", "target"),
     ("benchmarks/RESULTS.md", "at least 91 % within 30 minutes", "target"),
     ("benchmarks/RESULTS.md", "at most 0.370 within 15 minutes", "target"),
     ("benchmarks/RESULTS.md", "one layer, H=256, at most 2.0x", "target"),
