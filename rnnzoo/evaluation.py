@@ -37,7 +37,13 @@ class Totals:
             return {}
         values = all_sum(torch.stack([self.sums[k] for k in keys]), world).tolist()
         reduced = dict(zip(keys, values, strict=True))
-        return {k: reduced[k] / max(reduced[k + "/n"], 1) for k in keys if not k.endswith("/n")}
+        # A metric that counted nothing (unseen words in the training split) has no mean:
+        # it is left out rather than reported as 0.
+        return {
+            k: reduced[k] / reduced[k + "/n"]
+            for k in keys
+            if not k.endswith("/n") and reduced[k + "/n"] > 0
+        }
 
 
 @torch.no_grad()

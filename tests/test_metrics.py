@@ -64,3 +64,14 @@ def test_imdb_accuracy_and_pad_fraction():
     got = means(task, scores, Batch(inputs, targets, torch.tensor([5, 3, 1, 2])))
     assert got["accuracy"] == 2 / 4
     assert got["pad_fraction"] == (20 - 11) / 20
+
+
+def test_a_metric_that_counted_nothing_is_left_out_not_reported_as_zero():
+    from rnnzoo.distributed import World
+    from rnnzoo.evaluation import Totals
+
+    totals = Totals(torch.device("cpu"))
+    for right, words, unseen_right, unseen in ((3, 4, 0, 0), (2, 5, 0, 0)):
+        totals.add("accuracy", torch.tensor(right), words)
+        totals.add("unseen_accuracy", torch.tensor(unseen_right), unseen)
+    assert totals.means(World()) == {"accuracy": 5 / 9}
