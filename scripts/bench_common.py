@@ -51,6 +51,19 @@ def train_in_child(
     }
 
 
+def measured(result: dict[str, Any]) -> dict[str, Any]:
+    """What every benchmark row reports of a ``train_in_child`` result: time per epoch
+    (validation included), peak memory, parameter count and the load while it trained."""
+    seconds = [r["seconds"] for r in result["curve"]]
+    return {
+        "seconds_per_epoch": seconds,
+        "train_seconds": sum(seconds),
+        "peak_memory_mb": round(result["peak_memory_mb"], 1),
+        "parameters": parameters(result["run_dir"]),
+        "load": result["load"],
+    }
+
+
 def parameters(run_dir: Path) -> int:
     """Number of parameters of the run's model, from its best checkpoint."""
     state = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)

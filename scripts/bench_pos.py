@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench_common import parameters, train_in_child, write_json
+from bench_common import measured, train_in_child, write_json
 
 from rnnzoo.perf import describe_load, merge_load
 
@@ -39,8 +39,7 @@ def words_in(path: Path) -> int:
 
 def row(config: str, result: dict[str, Any], train_words: int) -> dict[str, Any]:
     curve, summary = result["curve"], result["summary"]
-    seconds = [r["seconds"] for r in curve]
-    full = [s for r, s in zip(curve, seconds, strict=True) if not r["partial_epoch"]]
+    full = [r["seconds"] for r in curve if not r["partial_epoch"]]
     out = {
         "config": config,
         "dev_accuracy": [r["val_accuracy"] for r in curve],
@@ -48,17 +47,13 @@ def row(config: str, result: dict[str, Any], train_words: int) -> dict[str, Any]
         "best_epoch": summary["best_epoch"],
         "dev": summary["val"],
         "epochs": summary["epochs"],
-        "seconds_per_epoch": seconds,
-        "train_seconds": sum(seconds),
         # an epoch's seconds include its validation pass: a lower bound on training speed
         "tokens_per_s": round(train_words * len(full) / sum(full)) if full else None,
-        "peak_memory_mb": round(result["peak_memory_mb"], 1),
-        "parameters": parameters(result["run_dir"]),
-        "load": result["load"],
+        **measured(result),
     }
     print(
         f"{config}: best epoch {summary['best_epoch']} dev {summary['val']}, "
-        f"{sum(seconds):.0f}s, {out['tokens_per_s']} tokens/s",
+        f"{out['train_seconds']:.0f}s, {out['tokens_per_s']} tokens/s",
         flush=True,
     )
     return out

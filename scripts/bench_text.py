@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from bench_common import parameters, train_in_child, write_json
+from bench_common import measured, train_in_child, write_json
 
 from rnnzoo.data import imdb
 from rnnzoo.perf import describe_load, merge_load
@@ -73,23 +73,18 @@ def table_twin(tables: dict[str, Path], folder: Path) -> Path:
 
 def row(label: str, result: dict[str, Any], metric: str = "accuracy") -> dict[str, Any]:
     curve, summary = result["curve"], result["summary"]
-    seconds = [r["seconds"] for r in curve]
     out = {
         "run": label,
         f"val_{metric}": [r[f"val_{metric}"] for r in curve],
         "best_epoch": summary["best_epoch"],
         "val": summary["val"],
-        "seconds_per_epoch": seconds,
-        "train_seconds": sum(seconds),
-        "peak_memory_mb": round(result["peak_memory_mb"], 1),
-        "parameters": parameters(result["run_dir"]),
-        "load": result["load"],
+        **measured(result),
     }
     if "test" in summary:
         out["test"] = summary["test"]
     print(
         f"{label}: best epoch {summary['best_epoch']}, val {summary['val']}, "
-        f"{sum(seconds):.0f}s, peak {result['peak_memory_mb']:.0f} MB",
+        f"{out['train_seconds']:.0f}s, peak {result['peak_memory_mb']:.0f} MB",
         flush=True,
     )
     return out

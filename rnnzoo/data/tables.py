@@ -87,16 +87,21 @@ def read_table(path: Path, what: str = "data file") -> tuple[Any, int]:
     return frame, replaced
 
 
-def _read_parquet(path: Path) -> Any:
-    import pandas as pd
-
+def require_pyarrow(path: Path, doing: str = "reading") -> None:
+    """Refuse a .parquet file up front when pyarrow (which pandas needs for it) is missing."""
     try:
         import pyarrow  # noqa: F401 - pandas needs it for parquet
     except ImportError:
         raise ConfigError(
-            f"{path}: reading .parquet needs pyarrow, which is not installed",
+            f"{path}: {doing} .parquet needs pyarrow, which is not installed",
             "pip install pyarrow (or: pip install 'rnnzoo[parquet]')",
         ) from None
+
+
+def _read_parquet(path: Path) -> Any:
+    import pandas as pd
+
+    require_pyarrow(path)
     try:
         return pd.read_parquet(path)
     except (OSError, ValueError) as err:
@@ -106,6 +111,12 @@ def _read_parquet(path: Path) -> Any:
 def cell_strings(frame: Any, column: str) -> list[str]:
     """A column's cells as stripped strings; a missing value is ""."""
     return ["" if _missing(v) else str(v).strip() for v in frame[column].tolist()]
+
+
+def joined_texts(frame: Any, columns: Sequence[str], separator: str) -> list[str]:
+    """Each row's text: its ``columns``' non-empty cells joined by ``separator``."""
+    parts = [cell_strings(frame, c) for c in columns]
+    return [separator.join(p for p in row if p) for row in zip(*parts, strict=True)]
 
 
 def _missing(value: Any) -> bool:
@@ -138,8 +149,7 @@ def read_examples(
     frame, replaced = read_table(path, what)
     check_columns(frame, text_columns, path, "data.text_column")
     check_columns(frame, [label_column], path, "data.label_column")
-    parts = [cell_strings(frame, c) for c in text_columns]
-    texts = [separator.join(p for p in row if p) for row in zip(*parts, strict=True)]
+    texts = joined_texts(frame, text_columns, separator)
     labels = cell_strings(frame, label_column)
     keep = []
     for row, (text, label) in enumerate(zip(texts, labels, strict=True), start=1):

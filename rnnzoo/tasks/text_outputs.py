@@ -33,7 +33,13 @@ def predict_table(task: TextClassification, model: nn.Module, request: PredictRe
     """``predict --file TABLE --out OUT``: the input's rows and columns, plus
     ``predicted_label`` and one ``p_<class>`` column per class, written atomically in
     the format of OUT's extension (or, if it has none of them, the input's)."""
-    from rnnzoo.data.tables import TABLES, check_columns, read_table
+    from rnnzoo.data.tables import (
+        TABLES,
+        check_columns,
+        joined_texts,
+        read_table,
+        require_pyarrow,
+    )
 
     source = request.file
     assert source is not None
@@ -50,11 +56,8 @@ def predict_table(task: TextClassification, model: nn.Module, request: PredictRe
     frame, _ = read_table(source, "--file")
     check_columns(frame, columns, source, "--text-column")
     if fmt == ".parquet" or (fmt is None and source.suffix.lower() == ".parquet"):
-        _needs_pyarrow(request.out)
-    texts = [
-        task.text_separator.join(str(v).strip() for v in row if _present(v))
-        for row in frame[columns].itertuples(index=False)
-    ]
+        require_pyarrow(request.out, "writing")
+    texts = joined_texts(frame, columns, task.text_separator)  # as training read them
     probs = probabilities(task, model, texts) if texts else torch.zeros(0, len(task.classes))
     labels: list[Any] = [task.classes[i] for i in probs.argmax(dim=-1).tolist()]
     if all(c.lstrip("+-").isdigit() for c in task.classes):  # integer labels stay integers
@@ -64,20 +67,6 @@ def predict_table(task: TextClassification, model: nn.Module, request: PredictRe
         frame[f"p_{name}"] = probs[:, i].numpy()
     _write_table(frame, request.out, fmt or source.suffix.lower())
     return [f"wrote {len(frame)} predictions to {request.out}"]
-
-
-def _present(value: Any) -> bool:
-    return not (value is None or (isinstance(value, float) and value != value))
-
-
-def _needs_pyarrow(path: Path) -> None:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        raise ConfigError(
-            f"{path}: writing .parquet needs pyarrow, which is not installed",
-            "pip install pyarrow (or: pip install 'rnnzoo[parquet]')",
-        ) from None
 
 
 def _write_table(frame: Any, path: Path, fmt: str) -> None:
