@@ -12,10 +12,14 @@ help: ## list the targets
 
 install: $(STAMP) ## create .venv and install rnnzoo with its dev extras (pinned by constraints.txt)
 
-$(STAMP): pyproject.toml constraints.txt
+# torch goes in first: setup.py compiles the time loop (rnnzoo/csrc) against it, so the
+# package is built in this venv (--no-build-isolation), not in a throwaway one.
+$(STAMP): pyproject.toml constraints.txt setup.py rnnzoo/csrc/scan.cpp
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch setuptools
+	$(BIN)/python -m pip install --quiet --no-build-isolation -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m rnnzoo.native
 	touch $(STAMP)
 
 demo: $(STAMP) ## forecast airline passengers with an LSTM, beside seasonal naive (under 2 min on CPU)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from rnnzoo import native
 from rnnzoo import regularizers as reg
 from rnnzoo.cells.base import CELLS, RecurrentCell, State
 from rnnzoo.fused import fast_linear, fused_scan
@@ -30,12 +31,14 @@ Lengths = Tensor | Sequence[int]
 StepFn = Callable[[Tensor, State, Any], State]
 """A cell's ``step`` (gi, state, weights) -> new state, as ``loop_scan`` runs it."""
 
-IMPLS = ("auto", "loop", "fused", "torch", "scan")
-"""How a layer runs its recurrence: ``loop`` (autograd through each step's ops),
-``fused`` (hand-written backward, rnnzoo.fused), ``torch`` (torch.nn's native kernels
-on our parameters, for comparison), ``scan`` (all steps at once, for cells with a
-``parallel_scan``: minGRU, minLSTM), ``auto`` (scan where the cell has it, else fused
-where it has that, else loop)."""
+IMPLS = ("auto", "native", "loop", "fused", "torch", "scan")
+"""How a layer runs its recurrence: ``native`` (the compiled time loop, rnnzoo.native:
+CPU float32/float64, every cell but minGRU/minLSTM, regularisers included; elsewhere it
+runs ``fused``), ``loop`` (autograd through each step's ops), ``fused`` (hand-written
+backward from Python, rnnzoo.fused), ``torch`` (torch.nn's native kernels on our
+parameters, for comparison), ``scan`` (all steps at once, for cells with a
+``parallel_scan``: minGRU, minLSTM), ``auto`` (scan where the cell has it, else native
+where it is built, else fused where the cell has that, else loop)."""
 
 
 def _torch_rnn(nonlinearity: str) -> Any:
@@ -66,9 +69,10 @@ class Recurrent(nn.Module):
             locked (B, H) mask per unit on h_{t-1} where it enters W_hh. ``weight_drop``:
             W_hh of every unit dropped once per pass (loop and fused). ``zoneout``: each
             state unit keeps its old value with probability p, per step; eval mixes
-            p * old + (1 - p) * new. Zoneout, and hidden dropout in training, run the
-            per-step loop (the fused path is skipped then). ``step`` applies them
-            per call: its masks and dropped W_hh are fresh at every call.
+            p * old + (1 - p) * new. All four run inside the compiled loop (``native``);
+            on the ``fused`` path, zoneout and hidden dropout in training fall back to
+            the per-step loop. ``step`` applies them per call: its masks and dropped
+            W_hh are fresh at every call.
         **cell_options: passed on to the cell's constructor.
 
     Inputs: ``input, hx=None, lengths=None``
@@ -189,8 +193,18 @@ class Recurrent(nn.Module):
         if impl == "torch" and self.cell not in TORCH_TWINS:
             valid = ", ".join(TORCH_TWINS)
             raise ValueError(f"impl='torch' needs a torch.nn twin ({valid}), not {self.cell!r}")
+        if impl == "native" and cell.native_kind is None:
+            raise ValueError(f"cell {self.cell!r} has no compiled loop; use impl='auto'")
+        if impl == "native" and native.unavailable():
+            raise ValueError(
+                f"impl='native': the compiled loop is unavailable ({native.unavailable()})"
+            )
         if impl == "auto" and cell.has_parallel_scan:
             return "scan"
+        if impl == "auto" and cell.native_kind is not None:
+            if not native.unavailable():
+                return "native"
+            native.notice_fallback()
         if impl == "auto":
             return "loop" if cell.fused_saved is None else "fused"
         return impl
@@ -339,8 +353,12 @@ class Recurrent(nn.Module):
         which every sequence is still running, so no masking is needed there.
         """
         cell, w = self._cell(unit), self._weights(unit)
+        recorded = self.recorder is not None and unit == (self.num_layers - 1) * self.num_directions
+        if self.impl == "native" and native.supports(x) and not recorded:
+            return self._native_scan(cell, w, x, state, valid, reverse)
         step = self._step_fn(cell, state[0])
-        if self.recorder is not None and unit == (self.num_layers - 1) * self.num_directions:
+        if recorded:
+            assert self.recorder is not None
             # rnnzoo.diagnostics is watching the top layer: every h_t a graph node
             gi = cell.project(x, w)
             return loop_scan(cell, w, gi, state, valid, full, reverse, self.recorder.append, step)
@@ -348,11 +366,33 @@ class Recurrent(nn.Module):
             return loop_scan(cell, w, cell.project(x, w), state, valid, full, reverse, step=step)
         if self.impl == "scan":  # every step at once: (T, B, G) -> the cell's scan
             return cell.parallel_scan(cell.project(x, w), state, w, valid, reverse)
-        if self.impl == "fused":  # the standard projection, on the fastest kernels
+        if self.impl in ("fused", "native") and cell.fused_saved is not None:
+            # the standard projection, on the fastest kernels
             gi = fast_linear(x, w.weight_ih, w.bias_ih)
             return fused_scan(cell, gi, state, w.weight_hh, w.bias_hh, valid, full, reverse)
         gi = cell.project(x, w)  # the input half of every step in one matmul: (T, B, G)
         return loop_scan(cell, w, gi, state, valid, full, reverse)
+
+    def _native_scan(
+        self,
+        cell: RecurrentCell,
+        w: Any,
+        x: Tensor,
+        state: State,
+        valid: Tensor | None,
+        reverse: bool,
+    ) -> tuple[Tensor, State]:
+        """The compiled loop, with hidden dropout's locked mask drawn where the per-step
+        loop draws it (so both consume the random stream alike) and zoneout inside."""
+        hmask = None
+        if self.hidden_dropout > 0 and self.training:
+            hmask = reg.locked_mask(state[0], self.hidden_dropout)  # (B, H)
+        gi = (
+            cell.project(x, w) if cell.custom_projection else fast_linear(x, w.weight_ih, w.bias_ih)
+        )
+        return native.native_scan(
+            cell, gi, w, state, valid, reverse, hmask, self.zoneout, self.training
+        )
 
     def _torch_forward(
         self, input: Tensor | PackedSequence, hx: Any, lengths: Lengths | None

@@ -57,16 +57,19 @@ def test_gradcheck_equal_lengths_and_a_single_step(cell_name):
         assert torch.autograd.gradcheck(run, (gi, w_hh))
 
 
-def test_auto_picks_fused_for_cells_with_a_fast_path():
+def test_auto_picks_the_compiled_loop_else_fused_for_cells_with_a_fast_path():
+    from rnnzoo import native
+
+    expected = "fused" if native.unavailable() else "native"
     for name in CELLS:
-        assert rnnzoo.Recurrent(name, 3, 4).impl == "fused"
+        assert rnnzoo.Recurrent(name, 3, 4).impl == expected
     assert rnnzoo.LSTM(3, 4, impl="loop").impl == "loop"
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"impl": "cuda"}, r"unknown impl 'cuda'; valid: auto, loop, fused, torch"),
+        ({"impl": "cuda"}, r"unknown impl 'cuda'; valid: auto, native, loop, fused, torch"),
     ],
 )
 def test_bad_impl_is_an_error(kwargs, message):

@@ -54,6 +54,8 @@ class RecurrentCell(nn.Module):
     """Whether the recurrent part of the gates has the same gradient as the input part."""
     recurrent_weights: ClassVar[bool] = True
     """Whether the cell has ``weight_hh``/``bias_hh``; False for gates that see only x_t."""
+    native_kind: ClassVar[str | None] = None
+    """The compiled time loop's name for this cell (rnnzoo.native); None: it has none."""
     has_parallel_scan: ClassVar[bool] = False
     """Whether ``parallel_scan`` runs a whole sequence at once (``impl='scan'``)."""
 
@@ -138,6 +140,17 @@ class RecurrentCell(nn.Module):
         state carried on stays whole. Masking state[0] does exactly that when h_{t-1}
         enters only through the recurrent input (``carries_h`` False)."""
         return self.step(gi, (state[0] * mask, *state[1:]), w)
+
+    @property
+    def custom_projection(self) -> bool:
+        """Whether ``project`` is more than ``x @ W_ih^T + b_ih`` (LayerNorm cells)."""
+        return type(self).project is not RecurrentCell.project
+
+    def native_args(self, w: Weights) -> tuple[str, Tensor | None, Tensor | None, State]:
+        """What the compiled loop takes: its kind, the recurrent weight, ``b_hh`` and the
+        cell's extra parameters in the kernel's order (rnnzoo/csrc/scan.cpp)."""
+        assert self.native_kind is not None
+        return self.native_kind, w.weight_hh, w.bias_hh, ()
 
     # -- the fast path's contract (see rnnzoo.fused); cells without it use the loop --
 

@@ -21,6 +21,7 @@ class GRUCell(RecurrentCell):
     """GRU cell, equal to ``torch.nn.GRUCell``."""
 
     num_chunks = 3
+    native_kind = "gru"
 
     carries_h = True  # z_t * h_{t-1}: hidden dropout masks only the gates' copy
 

@@ -29,6 +29,7 @@ class IndRNNCell(RecurrentCell):
     """IndRNN cell with a relu (see the module); ``recurrent_max`` bounds |u|."""
 
     num_chunks = 1
+    native_kind = "indrnn"
 
     def __init__(
         self,
@@ -56,6 +57,9 @@ class IndRNNCell(RecurrentCell):
         (h,) = state
         u = w.weight_hh.clamp(-self.recurrent_max, self.recurrent_max)
         return (F.relu(gi + u * h),)
+
+    def native_args(self, w: Weights) -> tuple[str, Tensor | None, Tensor | None, State]:
+        return "indrnn", w.weight_hh.clamp(-self.recurrent_max, self.recurrent_max), None, ()
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", recurrent_max={self.recurrent_max:.4g}"

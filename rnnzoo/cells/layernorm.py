@@ -78,6 +78,7 @@ class LayerNormLSTMCell(_LayerNormCell):
 
     num_chunks = 4
     num_states = 2
+    native_kind = "layernorm_lstm"
 
     @staticmethod
     def cell_norm(hidden_size: int) -> dict[str, int]:
@@ -90,12 +91,17 @@ class LayerNormLSTMCell(_LayerNormCell):
         h_t = torch.sigmoid(o) * torch.tanh(_norm(c_t, w.ln_cell_weight, w.ln_cell_bias))
         return h_t, c_t
 
+    def native_args(self, w: Weights) -> tuple[str, Tensor | None, Tensor | None, State]:
+        extras = (w.ln_hh_weight, w.ln_cell_weight, w.ln_cell_bias)
+        return "layernorm_lstm", w.weight_hh, w.bias_hh, extras
+
 
 @CELLS.register("layernorm_gru")
 class LayerNormGRUCell(_LayerNormCell):
     """GRU with layer-normalised input and recurrent parts (see the module)."""
 
     num_chunks = 3
+    native_kind = "layernorm_gru"
     carries_h = True  # z_t * h_{t-1}; no step_dropped yet, so no hidden dropout
 
     def step(self, gi: Tensor, state: State, w: Weights) -> State:
@@ -106,3 +112,6 @@ class LayerNormGRUCell(_LayerNormCell):
         z_t = torch.sigmoid(i_z + h_z)
         h_tilde = torch.tanh(i_n + r_t * h_n)
         return ((1 - z_t) * h_tilde + z_t * h,)
+
+    def native_args(self, w: Weights) -> tuple[str, Tensor | None, Tensor | None, State]:
+        return "layernorm_gru", w.weight_hh, w.bias_hh, (w.ln_hh_weight,)

@@ -24,6 +24,7 @@ class LSTMCell(RecurrentCell):
 
     num_chunks = 4
     num_states = 2
+    native_kind = "lstm"
 
     def step(self, gi: Tensor, state: State, w: Weights) -> State:
         h, c = state

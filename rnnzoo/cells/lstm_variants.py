@@ -38,6 +38,7 @@ class PeepholeLSTMCell(RecurrentCell):
 
     num_chunks = 4
     num_states = 2
+    native_kind = "peephole_lstm"
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, **factory: Any):
         super().__init__(input_size, hidden_size, bias, **factory)
@@ -54,6 +55,10 @@ class PeepholeLSTMCell(RecurrentCell):
         o_t = torch.sigmoid(o + w.weight_co * c_t)
         return o_t * torch.tanh(c_t), c_t
 
+    def native_args(self, w: Weights) -> tuple[str, Tensor | None, Tensor | None, State]:
+        peepholes = torch.stack([getattr(w, name) for name in PEEPHOLES])  # (3, H)
+        return "peephole_lstm", w.weight_hh, w.bias_hh, (peepholes,)
+
 
 @CELLS.register("cifg_lstm")
 class CIFGLSTMCell(RecurrentCell):
@@ -63,6 +68,7 @@ class CIFGLSTMCell(RecurrentCell):
 
     num_chunks = 3
     num_states = 2
+    native_kind = "cifg_lstm"
 
     def step(self, gi: Tensor, state: State, w: Weights) -> State:
         h, c = state

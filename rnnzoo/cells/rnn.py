@@ -18,6 +18,7 @@ class RNNCell(RecurrentCell):
     """Elman RNN cell, equal to ``torch.nn.RNNCell`` (``nonlinearity`` "tanh" or "relu")."""
 
     num_chunks = 1
+    native_kind = "rnn_tanh"  # or rnn_relu: see native_args
 
     def __init__(
         self,
@@ -61,6 +62,9 @@ class RNNCell(RecurrentCell):
     def fused_backward_step(self, t, d, pre, saved, prev, dgi, dgh):
         torch.mul(d[0], pre[t], out=dgi)
         return [None]
+
+    def native_args(self, w: Weights) -> tuple[str, Tensor | None, Tensor | None, State]:
+        return f"rnn_{self.nonlinearity}", w.weight_hh, w.bias_hh, ()
 
     def extra_repr(self) -> str:
         s = super().extra_repr()

@@ -25,7 +25,7 @@ class RecurrentArgs(Section):
     num_layers: int = Field(1, ge=1)
     bidirectional: bool = False
     dropout: float = Field(0.0, ge=0, le=1, description="between recurrent layers")
-    impl: Literal["auto", "loop", "fused", "torch", "scan"] = Field(
+    impl: Literal["auto", "native", "loop", "fused", "torch", "scan"] = Field(
         "auto", description="how the recurrence runs; see rnnzoo.layers.IMPLS"
     )
     # Regularisers (rnnzoo.regularizers), rates in [0, 1), 0 = off.
