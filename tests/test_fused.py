@@ -132,19 +132,25 @@ def run_float32(model, x, hx, lengths, ours):
     return named
 
 
+@pytest.mark.parametrize("impl", ["fused", "native"])
 @pytest.mark.parametrize("shape", list(FLOAT32_SHAPES))
 @pytest.mark.parametrize("cell", list(LAYERS))
-def test_float32_fused_path_matches_torch_nn(cell, shape, kernels):
-    """The path a CPU user trains on (fused, float32, oneDNN when present) against
-    torch.nn in float32 and float64: outputs, states and every gradient, before and
-    after an optimiser step (a packed weight must follow the parameter it packs)."""
+def test_float32_fast_paths_match_torch_nn(cell, shape, kernels, impl):
+    """The paths a CPU user trains on (native, or fused where it is not built; float32,
+    oneDNN when present) against torch.nn in float32 and float64: outputs, states and
+    every gradient, before and after an optimiser step (a packed weight must follow the
+    parameter it packs)."""
+    from rnnzoo import native
+
+    if impl == "native" and native.unavailable():
+        pytest.skip(f"compiled loop not built: {native.unavailable()}")
     ours_cls, ref_cls, kw = LAYERS[cell]
     num_layers, bidirectional, lengths, with_hx = FLOAT32_SHAPES[shape]
     args = dict(num_layers=num_layers, bidirectional=bidirectional, **kw)
     torch.manual_seed(0)
     ref = ref_cls(8, 16, **args)
-    ours = ours_cls(8, 16, **args)
-    assert ours.impl == "fused" and ours.weight_hh_l0.dtype == torch.float32
+    ours = ours_cls(8, 16, impl=impl, **args)
+    assert ours.impl == impl and ours.weight_hh_l0.dtype == torch.float32
     copy_by_name(ref, ours)
     exact = ref_cls(8, 16, **args).double()
     steps, batch = 9, 5
@@ -177,6 +183,7 @@ def test_float32_fused_path_matches_torch_nn(cell, shape, kernels):
 
 def test_a_cell_without_the_fast_path_runs_the_loop(monkeypatch):
     monkeypatch.setattr(rnnzoo.LSTMCell, "fused_saved", None)
+    monkeypatch.setattr(rnnzoo.LSTMCell, "native_kind", None)
     assert rnnzoo.LSTM(3, 4).impl == "loop"
     with pytest.raises(ValueError, match="cell 'lstm' has no fused fast path"):
         rnnzoo.LSTM(3, 4, impl="fused")
