@@ -76,8 +76,11 @@ bench-pos: $(STAMP) ## UD English EWT UPOS tagging, BiLSTM against LSTM, 15 min 
 
 # On a CUDA machine: the GPU equivalence tests, the cells against cuDNN, one IMDB and one
 # ETTh1 epoch; a section whose data file is missing is skipped, and gpu.json says why.
+# GPU_CHECK_ARGS: more options, e.g. --cap-factor 2 on a slower device, --sections cells.
+GPU_CHECK_ARGS ?=
 gpu-check: $(STAMP) ## GPU readiness in one call, under 5 min on a CUDA machine; writes benchmarks/gpu.json; IMDB=... ETTH1=...
-	$(BIN)/python scripts/gpu_check.py --imdb $(IMDB) --etth1 $(ETTH1) --out benchmarks/gpu.json
+	$(BIN)/python scripts/gpu_check.py --imdb $(IMDB) --etth1 $(ETTH1) --out benchmarks/gpu.json \
+		$(GPU_CHECK_ARGS)
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

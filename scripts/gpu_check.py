@@ -44,6 +44,8 @@ DEFAULT_OUT = ROOT / "benchmarks" / "gpu.json"
 SECTIONS = ("equivalence", "cells", "imdb", "etth1")
 CAPS = {"equivalence": 75, "cells": 60, "imdb": 100, "etth1": 45}  # seconds: 280 in all
 CONFIGS = {"imdb": "imdb_lstm", "etth1": "etth1_lstm"}
+# What a run's summary.json calls peak_memory_mb (rnnzoo.perf.peak_memory_mb).
+PEAK_OF = {"cuda": "CUDA tensors (torch.cuda.max_memory_allocated)", "cpu": "resident set"}
 # The cells benchmark: the gpu preset, or one tiny configuration for a smoke run.
 BENCH = ["--preset", "gpu"]
 BENCH_SMOKE = [
@@ -234,6 +236,7 @@ def training(name: str, data: Path, args: argparse.Namespace, cap: float, work: 
     row.update(outcome(done, cap, ok), overrides=sets)
     if ok:
         row.update(epoch_record(run_dir))
+        row["peak_memory_of"] = PEAK_OF[args.device]
     return row
 
 

@@ -96,6 +96,7 @@ def test_a_smoke_run_records_every_section(tmp_path: Path):
     assert etth1["config"] == "etth1_lstm" and "train.epochs=1" in etth1["overrides"]
     [seconds] = etth1["seconds_per_epoch"]
     assert seconds > 0 and etth1["peak_memory_mb"] > 0
+    assert etth1["peak_memory_of"] == "resident set"
     assert "mse" in etth1["val"]
 
 
