@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-adding test lint format claims bench bench-adding bench-forecast bench-text bench-pos report clean
+.PHONY: help install demo demo-adding test lint format claims bench bench-adding bench-forecast bench-text bench-pos gpu-check report clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -77,6 +77,14 @@ bench-text: $(STAMP) ## IMDB as a table against the imdb task, and its 8-class r
 bench-pos: $(STAMP) ## UD English EWT UPOS tagging, BiLSTM against LSTM, 15 min each; UD=folder with the .conllu files
 	$(BIN)/python scripts/bench_pos.py --train $(UD)/en_ewt-ud-train.conllu \
 		--dev $(UD)/en_ewt-ud-dev.conllu --out benchmarks/pos.json
+
+# On a CUDA machine: the GPU equivalence tests, the cells against cuDNN, one IMDB and one
+# ETTh1 epoch; a section whose data file is missing is skipped, and gpu.json says why.
+# GPU_CHECK_ARGS: more options, e.g. --cap-factor 2 on a slower device, --sections cells.
+GPU_CHECK_ARGS ?=
+gpu-check: $(STAMP) ## GPU readiness in one call, under 5 min on a CUDA machine; writes benchmarks/gpu.json; IMDB=... ETTH1=...
+	$(BIN)/python scripts/gpu_check.py --imdb $(IMDB) --etth1 $(ETTH1) --out benchmarks/gpu.json \
+		$(GPU_CHECK_ARGS)
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -10,6 +10,7 @@ float32 matrix-product throughput, and the memory autograd keeps for backward.
     python scripts/bench_cells.py --preset target                      # the target
     python scripts/bench_cells.py --preset full                        # the whole grid (hours)
     python scripts/bench_cells.py --cells lstm --seq-lens 64 256 1024 --plot ratio.png
+    python scripts/bench_cells.py --preset gpu --device cuda          # against cuDNN
 
 Prints a table and writes a JSON with every timing, the machine it ran on and the load
 average sampled while each configuration was timed (``rnnzoo.perf.LoadSampler``).
@@ -60,6 +61,15 @@ PRESETS: dict[str, dict[str, list]] = {
         "seq_lens": [64, 256, 1024],
         "batches": [1, 16, 64, 256],
         "hidden": [256],
+        "layers": [1],
+        "directions": ["uni"],
+    },
+    # make gpu-check's grid on a CUDA device: against cuDNN in well under a minute.
+    "gpu": {
+        "cells": ["lstm", "gru", "rnn_tanh"],
+        "seq_lens": [256],
+        "batches": [64, 256],
+        "hidden": [256, 512],
         "layers": [1],
         "directions": ["uni"],
     },
@@ -263,7 +273,7 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def machine(device_names: list[str]) -> dict[str, object]:
+def machine(device_names: list[str], peak_size: int = 2048) -> dict[str, object]:
     info: dict[str, object] = {
         "platform": platform.platform(),
         "processor": _cpu_name(),
@@ -272,7 +282,7 @@ def machine(device_names: list[str]) -> dict[str, object]:
         "threads": torch.get_num_threads(),
     }
     for name in device_names:
-        peaks = peak_gflops(torch.device(name))
+        peaks = peak_gflops(torch.device(name), peak_size)
         info[f"peak_gflops_{name}"] = max(peaks.values())
         info[f"matmul_gflops_{name}"] = peaks
         if name == "cuda":
@@ -303,7 +313,17 @@ def main() -> None:
     parser.add_argument("--input-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=10, help="timed runs (median taken)")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda if any")
+    parser.add_argument(
+        "--devices",
+        "--device",
+        nargs="+",
+        choices=["cpu", "cuda"],
+        default=None,
+        help="default: cpu, and cuda if any",
+    )
+    parser.add_argument(
+        "--peak-size", type=int, default=2048, help="side of the square matmul for peak GFLOP/s"
+    )
     parser.add_argument("--memory", action="store_true", help="also count autograd's saved bytes")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--plot", type=Path, default=None, help="plot ratio over T as PNG here")
@@ -318,9 +338,11 @@ def main() -> None:
         if getattr(args, key) is None:
             setattr(args, key, value)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    if "cuda" in devices and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available to this process")
 
     with LoadSampler() as sampler:
-        info = machine(devices)
+        info = machine(devices, args.peak_size)
     info["allocator_tuned"] = tuned
     info["load_during_peak"] = sampler.record()
     print(
