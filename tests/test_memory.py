@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from rnnzoo.data.sampling import eval_batches, shard_batches, sorted_batches
+from rnnzoo.data.sampling import eval_batches, shard_batches
 from rnnzoo.distributed import World
 from rnnzoo.evaluation import evaluate
 from rnnzoo.models import MODELS, build_model
@@ -182,3 +182,77 @@ def test_a_dataset_without_a_bucket_key_is_sorted_and_bucket_1_is_not():
     off = Plain()
     off.bucket = 1  # type: ignore[attr-defined]
     assert eval_batches(off, 2) == [[0, 1], [2, 3]]
+
+
+# -- the allocator gives back what the run no longer needs -----------------------------
+
+
+def test_release_free_memory_gives_freed_heap_back_to_the_kernel(monkeypatch):
+    import ctypes
+    import ctypes.util
+
+    from rnnzoo import perf
+
+    if perf._malloc_trim() is None:
+        pytest.skip("no glibc malloc_trim here")
+    monkeypatch.delenv("RNNZOO_MALLOC", raising=False)
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    # many 64 KiB blocks (below glibc's default mmap threshold: they come from the
+    # heap), touched, then freed but for the last one, which pins the heap's top
+    blocks = [libc.malloc(1 << 16) for _ in range(2000)]  # 125 MiB
+    for b in blocks:
+        ctypes.memset(b, 1, 1 << 16)
+    held = rss_kib()
+    for b in blocks[:-1]:
+        libc.free(b)
+    assert perf.release_free_memory() is True
+    assert rss_kib() < held - 80 * 1024  # most of the 125 MiB went back
+    libc.free(blocks[-1])
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def test_release_free_memory_is_a_no_op_where_it_should_be(monkeypatch):
+    from rnnzoo import perf
+
+    calls: list[int] = []
+    monkeypatch.setattr(perf, "_malloc_trim", lambda: lambda pad: calls.append(pad) or 1)
+    monkeypatch.setenv("RNNZOO_MALLOC", "system")  # the user left the allocator alone
+    assert perf.release_free_memory() is False and calls == []
+    monkeypatch.setattr(perf, "_malloc_trim", lambda: None)  # not glibc, not Linux
+    monkeypatch.delenv("RNNZOO_MALLOC")
+    assert perf.release_free_memory() is False
+    monkeypatch.setattr(perf, "_malloc_trim", lambda: lambda pad: calls.append(pad) or 1)
+    assert perf.release_free_memory() is True and calls == [0]
+
+
+def test_the_trainer_releases_memory_after_each_epoch_and_each_evaluation(
+    tmp_path: Path, monkeypatch
+):
+    from rnnzoo import trainer
+    from rnnzoo.config import parse_config
+
+    task = text_task(tmp_path)
+    config = parse_config(
+        {"task": "text_classification", "data": task.data.model_dump(mode="json"),
+         "model": {"name": "sequence_classifier", "cell": "lstm", "embedding_dim": 8,
+                   "hidden_size": 8},
+         "train": {"epochs": 2, "batch_size": 32, "device": "cpu"}}
+    )  # fmt: skip
+    calls: list[str] = []
+    fit = trainer.Trainer(config, task, classifier(task), CPU)
+    real_evaluate = trainer.evaluate
+    monkeypatch.setattr(trainer, "release_free_memory", lambda: calls.append("release"))
+    monkeypatch.setattr(
+        trainer, "evaluate", lambda *a, **k: calls.append("evaluate") or real_evaluate(*a, **k)
+    )
+    fit.after_step.append(lambda t: calls.append("step"))
+    fit.fit()
+    # per epoch: the steps, a release, the evaluation, a release
+    epoch = ["step"] * len(fit.batches) + ["release", "evaluate", "release"]
+    assert calls == epoch * 2
