@@ -256,3 +256,30 @@ def test_the_trainer_releases_memory_after_each_epoch_and_each_evaluation(
     # per epoch: the steps, a release, the evaluation, a release
     epoch = ["step"] * len(fit.batches) + ["release", "evaluate", "release"]
     assert calls == epoch * 2
+
+
+def test_texts_are_encoded_a_chunk_at_a_time_with_the_same_ids(monkeypatch):
+    from rnnzoo.data import text
+
+    texts = [" ".join(["good film"] * n + ["bad"]) for n in range(7)]
+    tok = text.fit_tokenizer(texts, "word", vocab_size=20, min_frequency=1)
+    whole = text.encode(tok, texts, 6, "head_tail")
+
+    class Counting:
+        """The tokenizer, counting the texts of each encode_batch call."""
+
+        def __init__(self) -> None:
+            self.calls: list[int] = []
+
+        def encode_batch(self, batch: list[str]):
+            self.calls.append(len(batch))
+            return tok.encode_batch(batch)
+
+        def token_to_id(self, token: str):
+            return tok.token_to_id(token)
+
+    counting = Counting()
+    monkeypatch.setattr(text, "ENCODE_CHUNK", 3)
+    chunked = text.encode(counting, texts, 6, "head_tail")  # type: ignore[arg-type]
+    assert [t.tolist() for t in chunked] == [t.tolist() for t in whole]
+    assert counting.calls == [3, 3, 1]  # never more than a chunk of encodings at once
