@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-adding test lint format claims bench bench-adding bench-forecast bench-text bench-pos report clean
+.PHONY: help install demo demo-adding test lint format claims bench bench-adding bench-forecast bench-text bench-pos bench-memory report clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -73,6 +73,9 @@ bench-text: $(STAMP) ## IMDB as a table against the imdb task, and its 8-class r
 bench-pos: $(STAMP) ## UD English EWT UPOS tagging, BiLSTM against LSTM, 15 min each; UD=folder with the .conllu files
 	$(BIN)/python scripts/bench_pos.py --train $(UD)/en_ewt-ud-train.conllu \
 		--dev $(UD)/en_ewt-ud-dev.conllu --out benchmarks/pos.json
+
+bench-memory: $(STAMP) ## peak and resident memory of one IMDB epoch, ours against torch.nn (about 15 min); IMDB=...
+	$(BIN)/python scripts/bench_memory.py --data $(IMDB) --reviews 5000 --out benchmarks/memory.json
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
