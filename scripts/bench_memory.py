@@ -215,13 +215,18 @@ def main() -> None:
             rows.append(run_variant(name, VARIANTS[name], data, Path(runs)))
             points = ", ".join(f"{p['point']} {p['rss_mb']:.0f}" for p in rows[-1]["points"])
             print(f"  peak {rows[-1]['peak_rss_mb']:.0f} MB; RSS: {points}", flush=True)
+            save(args.out, args.reviews, rows)  # each variant takes minutes: keep what ran
+    print(describe_load(merge_load([r["load"] for r in rows])))
+
+
+def save(out: Path | None, reviews: int | None, rows: list[dict[str, Any]]) -> None:
+    """The rows so far, each peak also as a ratio to the hand-written baseline's."""
     base = next((r for r in rows if r["variant"] == "torch.nn (hand-written)"), None)
     if base is not None:
         for row in rows:
             row["peak_vs_hand_written"] = round(row["peak_rss_mb"] / base["peak_rss_mb"], 3)
     load = merge_load([r["load"] for r in rows])
-    print(describe_load(load))
-    write_json(args.out, "bench_memory.py", {"load": load, "results": rows})
+    write_json(out, "bench_memory.py", {"reviews": reviews, "load": load, "results": rows})
 
 
 if __name__ == "__main__":
