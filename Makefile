@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-adding test lint format claims bench bench-adding bench-forecast bench-text bench-pos gpu-check report clean
+.PHONY: help install demo demo-adding test lint format claims bench bench-zoo bench-adding bench-forecast bench-text bench-pos bench-memory gpu-check report clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ GPU_CHECK_ARGS ?=
 gpu-check: $(STAMP) ## GPU readiness in one call, under 5 min on a CUDA machine; writes benchmarks/gpu.json; IMDB=... ETTH1=...
 	$(BIN)/python scripts/gpu_check.py --imdb $(IMDB) --etth1 $(ETTH1) --out benchmarks/gpu.json \
 		$(GPU_CHECK_ARGS)
+
+bench-memory: $(STAMP) ## peak and resident memory of one IMDB epoch, ours against torch.nn (about 15 min); IMDB=...
+	$(BIN)/python scripts/bench_memory.py --data $(IMDB) --reviews 5000 --out benchmarks/memory.json
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

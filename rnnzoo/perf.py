@@ -6,6 +6,15 @@ they are freed, so every forward pass touches fresh pages and pays a page fault 
 4 KiB: about 18 ms for a 64 MB buffer on the benchmark machine, as much as the
 arithmetic. Keeping freed memory in the heap makes the next pass reuse warm pages.
 
+Kept memory must not outlive its use: a run's working set shrinks after each epoch's
+training (the autograd buffers are gone) and after each evaluation, and what was freed
+then would otherwise stay resident until the process ends. ``release_free_memory()``
+(glibc's ``malloc_trim``) hands it back at those points, once per epoch: the next
+epoch's first step faults those pages in again (about 18 ms per 64 MB, once per
+epoch), every later step reuses them. A lower trim threshold would not do: once the
+heap's free top passes it, glibc returns all of it, so a model whose step frees more
+than the threshold would fault its buffers in on every step again.
+
 This changes the whole process's allocator, so a library never does it on import:
 the ``rnnzoo`` command and the benchmark scripts call ``tune_cpu_allocator()``.
 ``RNNZOO_MALLOC=system`` leaves the allocator alone. (Preloading jemalloc or tcmalloc,
@@ -47,9 +56,35 @@ def tune_cpu_allocator() -> bool:
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
     # Blocks up to 1 GiB come from the heap instead of mmap, and the heap is not
-    # trimmed back to the kernel below 2 GiB of free space.
+    # trimmed back to the kernel below 2 GiB of free space: a step's large buffers
+    # reuse the pages the previous step freed. The trainer gives the rest back where
+    # its working set shrinks (release_free_memory).
     ok = mallopt(_M_MMAP_THRESHOLD, 1 << 30) == 1
     return bool(ok and mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1) == 1)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, or None (not Linux, or a C library without it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    name = ctypes.util.find_library("c")
+    try:
+        return None if name is None else ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # musl has no malloc_trim
+        return None
+
+
+def release_free_memory() -> bool:
+    """Give the memory that malloc holds free back to the kernel; True if any went.
+
+    For the points where a run's working set shrinks (after an epoch's training, after
+    evaluation). A no-op where the C library has no ``malloc_trim``, and under
+    ``RNNZOO_MALLOC=system``, which leaves the allocator alone."""
+    trim = _malloc_trim()
+    if trim is None or os.environ.get("RNNZOO_MALLOC", "") == "system":
+        return False
+    return bool(trim(0))
 
 
 def peak_memory_mb(device: torch.device) -> float:

@@ -31,6 +31,7 @@ from rnnzoo.distributed import World, all_sum, gather_bytes
 from rnnzoo.errors import ConfigError, Interrupted, TrainingDiverged
 from rnnzoo.evaluation import Totals, autocast, evaluate, loader
 from rnnzoo.optim import make_optimizer, make_scheduler
+from rnnzoo.perf import release_free_memory
 from rnnzoo.progress import LogProgress
 from rnnzoo.tasks import Task
 
@@ -109,6 +110,7 @@ class Trainer:
             while not self.finished():
                 started = self._clock = time.perf_counter()
                 done, train = self._train_epoch()
+                release_free_memory()  # the epoch's autograd buffers are gone
                 if self._stopping():
                     # the interrupted epoch's time counts against train.max_minutes too
                     p.seconds += time.perf_counter() - started
@@ -287,9 +289,11 @@ class Trainer:
         """Loss and metrics of the model over a whole split."""
         size = self.cfg.eval_batch_size or self.cfg.batch_size
         cfg = self.cfg
-        return evaluate(
+        metrics = evaluate(
             self.model, self.task, dataset, self.device, size, self.world, cfg.precision
         )
+        release_free_memory()  # evaluation's batches are gone too
+        return metrics
 
     # -- checkpoints ----------------------------------------------------------------
 

@@ -8,6 +8,7 @@ rebuild it and skip the batches already trained on, and every process of a
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Sampler
@@ -65,12 +66,7 @@ class EpochBatches(Sampler[list[int]]):
         order = torch.randperm(self.n, generator=gen).tolist()
         size = self.batch_size
         if self.lengths is not None and self.bucket > 1:
-            lengths, chunk = self.lengths, size * self.bucket
-            order = [
-                i
-                for start in range(0, self.n, chunk)
-                for i in sorted(order[start : start + chunk], key=lambda i: -lengths[i])
-            ]
+            order = length_sorted(order, self.lengths, size * self.bucket)
         batches = [order[b * size : (b + 1) * size] for b in range(self.num_batches)]
         if self.lengths is not None and self.bucket > 1:
             shuffle = torch.randperm(len(batches), generator=gen).tolist()
@@ -85,8 +81,58 @@ class EpochBatches(Sampler[list[int]]):
         return self.num_batches
 
 
-def shard_batches(n: int, batch_size: int, world: World | None = None) -> list[list[int]]:
-    """Evaluation batches in order; process r takes items r, r + world, ... of the split."""
+def length_sorted(order: list[int], lengths: Sequence[int], chunk: int) -> list[int]:
+    """``order`` with each run of ``chunk`` items sorted by length, longest first.
+
+    The sort is stable, so equal lengths keep their order and the result depends only
+    on ``order``: the same on every run and every process."""
+    return [
+        i
+        for start in range(0, len(order), chunk)
+        for i in sorted(order[start : start + chunk], key=lambda i: -lengths[i])
+    ]
+
+
+def shard_batches(
+    n: int,
+    batch_size: int,
+    world: World | None = None,
+    lengths: Sequence[int] | None = None,
+    bucket: int = 1,
+) -> list[list[int]]:
+    """Evaluation batches of this process, in a fixed order; each sample on one process.
+
+    With ``lengths`` and ``bucket`` > 1 the split is sorted by length within chunks of
+    ``bucket`` global batches (never shuffled), so that a batch holds similar lengths
+    and little padding; a split's metrics are sums over its samples, which no order
+    changes. Process r takes items r, r + world, ... of that order and cuts them into
+    batches: every sample is scored exactly once over all processes.
+    """
     world = world or World()
-    mine = list(range(world.rank, n, world.size))
+    order = list(range(n))
+    if lengths is not None and bucket > 1:
+        order = length_sorted(order, lengths, batch_size * world.size * bucket)
+    mine = order[world.rank :: world.size]
     return [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
+
+
+EVAL_BUCKET = 50  # batches per sorted chunk for a dataset with lengths but no ``bucket``
+
+
+def eval_batches(dataset: Any, batch_size: int, world: World | None = None) -> list[list[int]]:
+    """``shard_batches`` of a dataset, length-sorted where it has ``lengths``.
+
+    Its ``bucket`` (a task's ``data.bucket``: 1 turns sorting off) sets the chunk; a
+    dataset with lengths and no such key is sorted in chunks of ``EVAL_BUCKET``."""
+    lengths = getattr(dataset, "lengths", None)
+    if isinstance(lengths, torch.Tensor):
+        lengths = lengths.tolist()
+    bucket = getattr(dataset, "bucket", EVAL_BUCKET)
+    return shard_batches(len(dataset), batch_size, world, lengths, bucket)
+
+
+def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Batches of indices into ``lengths``, longest first, for outputs put back in input
+    order by the caller (``predict``): similar lengths share a batch, little padding."""
+    order = length_sorted(list(range(len(lengths))), lengths, max(len(lengths), 1))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

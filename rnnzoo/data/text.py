@@ -6,8 +6,9 @@ an option. Id 0 is padding and id 1 the unknown token, in both.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
@@ -53,6 +54,17 @@ def load_tokenizer(path: Path) -> Tokenizer:
     return Tokenizer.from_file(str(path))
 
 
+ENCODE_CHUNK = 1024  # texts per encode_batch call
+
+
+def _encodings(tok: Tokenizer, texts: Sequence[str]) -> Iterator[Any]:
+    """The tokenizer's encodings of ``texts``, a chunk at a time: an ``Encoding`` keeps
+    every token's string and offsets besides its id, so encoding 20,000 reviews at once
+    held all of those at the same time (hundreds of MB) for ids kept as int32."""
+    for start in range(0, len(texts), ENCODE_CHUNK):
+        yield from tok.encode_batch(list(texts[start : start + ENCODE_CHUNK]))
+
+
 def encode(tok: Tokenizer, texts: Sequence[str], max_len: int, side: str = "head") -> list[Tensor]:
     """Token ids of each text, cut to ``max_len`` keeping the ``head``, the ``tail`` or
     both ends (``head_tail``: the first and last halves; reviews often conclude at the
@@ -62,7 +74,7 @@ def encode(tok: Tokenizer, texts: Sequence[str], max_len: int, side: str = "head
     unk = tok.token_to_id(UNK)
     assert unk is not None, "the tokenizer has no [UNK] token"
     out = []
-    for enc in tok.encode_batch(list(texts)):
+    for enc in _encodings(tok, texts):
         ids = enc.ids or [unk]
         if len(ids) > max_len:
             if side == "head":

@@ -45,7 +45,7 @@ class NumberWordsTask(Task):
     class Data(GeneratedSplits):
         direction: Literal["words_to_digits", "digits_to_words"] = "words_to_digits"
         max_number: int = Field(nw.MAX_NUMBER, ge=1, le=nw.MAX_NUMBER)
-        bucket: int = Field(20, ge=1, description="training batches per length-sorted chunk")
+        bucket: int = Field(20, ge=1, description="batches per length-sorted chunk (1: off)")
 
         @model_validator(mode="after")
         def _enough_numbers(self) -> NumberWordsTask.Data:
@@ -70,8 +70,8 @@ class NumberWordsTask(Task):
         return nw.held_out_numbers(d.max_number, sizes, d.seed)[split]
 
     def dataset(self, split: str) -> Dataset[Batch]:
-        bucket = self.data.bucket if split == "train" else 1
-        return nw.number_pairs(self._numbers(split), self.data.direction, bucket)
+        # every split bucketed: training shuffles the sorted chunks, evaluation not
+        return nw.number_pairs(self._numbers(split), self.data.direction, self.data.bucket)
 
     @property
     def io(self) -> ModelIO:

@@ -15,6 +15,7 @@ from rnnzoo.config import Section
 from rnnzoo.data import conllu
 from rnnzoo.data.batches import Batch
 from rnnzoo.data.pos import TaggedSentences, Vocab
+from rnnzoo.data.sampling import sorted_batches
 from rnnzoo.data.tagging import IGNORE
 from rnnzoo.errors import ConfigError, DataError
 from rnnzoo.tasks.base import TASKS, ModelIO, PredictRequest, Sums, Task
@@ -129,7 +130,7 @@ class PosTaggingTask(Task):
         sentences = self._sentences(split)
         inputs = [vocab.encode_words(s.forms, d.max_word_len) for s in sentences]
         targets = [vocab.encode_targets(s.forms, s.tags) for s in sentences]
-        return TaggedSentences(inputs, targets, bucket=d.bucket if split == "train" else 1)
+        return TaggedSentences(inputs, targets, bucket=d.bucket)
 
     @property
     def io(self) -> ModelIO:
@@ -212,17 +213,18 @@ class PosTaggingTask(Task):
         return [f"wrote {out} ({len(doc.sentences)} sentences, {words} words tagged)"]
 
     def _tag(self, model: nn.Module, sentences: list[list[str]], batch_size: int = 64):
-        """The model's tag for each word of each sentence, a batch at a time."""
+        """The model's tag for each word of each sentence, in the sentences' order;
+        batched by length (little padding)."""
         vocab = self._fitted()
-        tags: list[list[str]] = []
-        for start in range(0, len(sentences), batch_size):
-            chunk = sentences[start : start + batch_size]
+        tags: list[list[str]] = [[] for _ in sentences]
+        for indices in sorted_batches([len(s) for s in sentences], batch_size):
+            chunk = [sentences[i] for i in indices]
             inputs = [vocab.encode_words(s, self.data.max_word_len) for s in chunk]
             dummy = [torch.zeros(len(s), 2, dtype=torch.long) for s in chunk]
             batch = TaggedSentences(inputs, dummy).__getitems__(range(len(chunk)))
             best = model(batch.inputs, batch.lengths).argmax(-1)  # (B, T)
-            for row, sent in zip(best.tolist(), chunk, strict=True):
-                tags.append([vocab.tags[i] for i in row[: len(sent)]])
+            for i, row, sent in zip(indices, best.tolist(), chunk, strict=True):
+                tags[i] = [vocab.tags[t] for t in row[: len(sent)]]
         return tags
 
 

@@ -172,7 +172,7 @@ class ReviewGenerationTask(ReviewSplits):
         reviews = self._reviews(split)
         labels = torch.tensor([r.label for r in reviews], dtype=torch.long)
         seqs = self.encode([r.text for r in reviews])
-        return OpeningBatches(seqs, labels, bucket=self.data.bucket if split == "train" else 1)
+        return OpeningBatches(seqs, labels, bucket=self.data.bucket)
 
     @property
     def io(self) -> ModelIO:

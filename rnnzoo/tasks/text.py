@@ -18,7 +18,8 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from rnnzoo.config import Section
-from rnnzoo.data.batches import Batch
+from rnnzoo.data.batches import Batch, TokenBatches
+from rnnzoo.data.sampling import eval_batches
 from rnnzoo.errors import ConfigError
 from rnnzoo.tasks.base import ModelIO, PredictRequest, Sums, Task
 
@@ -99,8 +100,10 @@ class TextClassification(Task):
 
         if split not in self._datasets:  # eval's report and plot share one encoding
             texts, labels = self.examples(split)
-            bucket = self.data.bucket if split == "train" else 1
-            self._datasets[split] = TokenBatches(self._encode(texts), labels, bucket=bucket)
+            # every split bucketed: training shuffles the sorted chunks, evaluation not
+            self._datasets[split] = TokenBatches(
+                self._encode(texts), labels, bucket=self.data.bucket
+            )
         return self._datasets[split]
 
     def _encode(self, texts: list[str]) -> list[Tensor]:
@@ -209,10 +212,8 @@ class TextClassification(Task):
         k = len(self.classes)
         matrix = torch.zeros(k, k, dtype=torch.long)
         model.eval()
-        n = len(data)  # type: ignore[arg-type]
-        for start in range(0, n, batch_size):
-            batch = data.__getitems__(list(range(start, min(start + batch_size, n))))  # type: ignore[attr-defined]
-            batch = batch.to(device)
+        for indices in eval_batches(data, batch_size):  # length-sorted: little padding
+            batch = data.__getitems__(indices).to(device)  # type: ignore[attr-defined]
             pred = model(batch.inputs, batch.lengths).argmax(dim=-1).cpu()
             pairs = batch.targets.cpu() * k + pred
             matrix += torch.bincount(pairs, minlength=k * k).view(k, k)
@@ -261,11 +262,15 @@ class TextClassification(Task):
         ]
 
     def inputs_from_text(self, texts: list[str]) -> Batch:
+        return self.text_batches(texts).__getitems__(list(range(len(texts))))
+
+    def text_batches(self, texts: list[str]) -> TokenBatches:
+        """Texts given to ``predict``, cleaned and encoded as training texts were, with
+        their lengths for batching (labels: all 0, unknown)."""
         from rnnzoo.data.batches import TokenBatches
 
         seqs = self._encode([self.clean(t) for t in texts])
-        data = TokenBatches(seqs, torch.zeros(len(seqs), dtype=torch.long))
-        return data.__getitems__(list(range(len(seqs))))
+        return TokenBatches(seqs, torch.zeros(len(seqs), dtype=torch.long))
 
     def show(self, output: Tensor) -> str:
         p = torch.softmax(output.float(), dim=-1)

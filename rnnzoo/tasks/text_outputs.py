@@ -20,13 +20,17 @@ CHUNK = 256  # texts per forward pass: a large table never becomes one huge batc
 
 @torch.no_grad()
 def probabilities(task: TextClassification, model: nn.Module, texts: list[str]) -> Tensor:
-    """(N, K) class probabilities of ``texts``, in ``task.classes`` order."""
+    """(N, K) class probabilities of ``texts``, in ``task.classes`` order; row i is
+    text i's, although the texts are batched by length (little padding)."""
+    from rnnzoo.data.sampling import sorted_batches
+
     model.eval()
-    out = []
-    for start in range(0, len(texts), CHUNK):
-        batch = task.inputs_from_text(texts[start : start + CHUNK])
-        out.append(torch.softmax(model(batch.inputs, batch.lengths).float(), dim=-1))
-    return torch.cat(out)
+    data = task.text_batches(texts)
+    probs = torch.zeros(len(texts), len(task.classes))
+    for indices in sorted_batches(data.lengths, CHUNK):
+        batch = data.__getitems__(indices)
+        probs[indices] = torch.softmax(model(batch.inputs, batch.lengths).float(), dim=-1)
+    return probs
 
 
 def predict_table(task: TextClassification, model: nn.Module, request: PredictRequest) -> list[str]:
