@@ -211,6 +211,14 @@ class Recurrent(nn.Module):
     def flatten_parameters(self) -> None:
         """No-op, for code written against torch.nn (our weights are never flattened)."""
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What pickling keeps: all but the cached torch.nn twin of impl='torch', which
+        is rebuilt on first use (pickling it would make ``torch.load(weights_only=True)``
+        need torch.nn.LSTM allowlisted too)."""
+        state = dict(super().__getstate__())
+        state.pop("_twin", None)
+        return state
+
     def _cell(self, unit: int) -> RecurrentCell:
         cell = self.cells[unit]
         assert isinstance(cell, RecurrentCell)
