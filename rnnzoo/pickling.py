@@ -72,6 +72,7 @@ def _our_module_classes() -> set[type]:
 
 
 def _subclasses(cls: type) -> Iterator[type]:
+    sub: type
     for sub in cls.__subclasses__():
         yield sub
         yield from _subclasses(sub)
@@ -80,7 +81,7 @@ def _subclasses(cls: type) -> Iterator[type]:
 def _names_in(module: Any) -> set[str]:
     """Every name the module's code uses (globals and attributes, nested code too)."""
     names = set(vars(module))
-    loader = getattr(module.__spec__, "loader", None)
+    loader: Any = getattr(module.__spec__, "loader", None)
     code = loader.get_code(module.__name__) if hasattr(loader, "get_code") else None
     pending: list[CodeType] = [code] if code is not None else []
     while pending:
