@@ -24,6 +24,7 @@ _EXPORTS = {
     "Recurrent": "rnnzoo.layers",
     "Registry": "rnnzoo.registry",
     "UnknownNameError": "rnnzoo.errors",
+    "safe_globals": "rnnzoo.pickling",
 }
 
 __all__ = [
@@ -39,12 +40,14 @@ __all__ = [
     "Registry",
     "UnknownNameError",
     "list_cells",
+    "safe_globals",
 ]
 
 if TYPE_CHECKING:
     from rnnzoo.cells import CELLS, GRUCell, LSTMCell, RecurrentCell, RNNCell, list_cells
     from rnnzoo.errors import UnknownNameError
     from rnnzoo.layers import GRU, LSTM, RNN, Recurrent
+    from rnnzoo.pickling import safe_globals
     from rnnzoo.registry import Registry
 
 

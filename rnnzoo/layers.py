@@ -225,6 +225,14 @@ class Recurrent(nn.Module):
     def flatten_parameters(self) -> None:
         """No-op, for code written against torch.nn (our weights are never flattened)."""
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What pickling keeps: all but the cached torch.nn twin of impl='torch', which
+        is rebuilt on first use (pickling it would make ``torch.load(weights_only=True)``
+        need torch.nn.LSTM allowlisted too)."""
+        state = dict(super().__getstate__())
+        state.pop("_twin", None)
+        return state
+
     def _cell(self, unit: int) -> RecurrentCell:
         cell = self.cells[unit]
         assert isinstance(cell, RecurrentCell)
@@ -265,7 +273,7 @@ class Recurrent(nn.Module):
         hx: Tensor | State | None = None,
         lengths: Lengths | None = None,
     ) -> tuple[Tensor | PackedSequence, Tensor | State]:
-        if self.impl == "torch":
+        if self.impl == "torch" and not torch.jit.is_tracing():  # functional_call: untraceable
             return self._torch_forward(input, hx, lengths)
         packed = isinstance(input, PackedSequence)
         if isinstance(input, PackedSequence):
@@ -354,7 +362,8 @@ class Recurrent(nn.Module):
         """
         cell, w = self._cell(unit), self._weights(unit)
         recorded = self.recorder is not None and unit == (self.num_layers - 1) * self.num_directions
-        if self.impl == "native" and native.supports(x) and not recorded:
+        capturing = _capturing()  # a graph is being recorded: the plain ops it can trace
+        if self.impl == "native" and native.supports(x) and not (recorded or capturing):
             return self._native_scan(cell, w, x, state, valid, reverse)
         step = self._step_fn(cell, state[0])
         if recorded:
@@ -366,8 +375,8 @@ class Recurrent(nn.Module):
             return loop_scan(cell, w, cell.project(x, w), state, valid, full, reverse, step=step)
         if self.impl == "scan":  # every step at once: (T, B, G) -> the cell's scan
             return cell.parallel_scan(cell.project(x, w), state, w, valid, reverse)
-        if self.impl in ("fused", "native") and cell.fused_saved is not None:
-            # the standard projection, on the fastest kernels
+        fast = self.impl in ("fused", "native") and cell.fused_saved is not None
+        if fast and not capturing:  # the standard projection, on the fastest kernels
             gi = fast_linear(x, w.weight_ih, w.bias_ih)
             return fused_scan(cell, gi, state, w.weight_hh, w.bias_hh, valid, full, reverse)
         gi = cell.project(x, w)  # the input half of every step in one matmul: (T, B, G)
@@ -458,10 +467,12 @@ class Recurrent(nn.Module):
                 f"{type(self).__name__}: lengths must lie in [1, {steps}] (the input has "
                 f"T={steps} steps), got min {lo} and max {hi}"
             )
-        if lo == steps:
+        capturing = _capturing()  # a captured graph must hold for other lengths too
+        if lo == steps and not capturing:
             return None, steps
         lens = lens.to(device)
-        return (torch.arange(steps, device=device)[:, None] < lens[None, :]).unsqueeze(-1), lo
+        valid = (torch.arange(steps, device=device)[:, None] < lens[None, :]).unsqueeze(-1)
+        return valid, 0 if capturing else lo
 
     def _initial_states(self, hx: Tensor | State | None, x: Tensor, batched: bool) -> State:
         """num_states tensors of shape (num_layers * D, B, H)."""
@@ -501,6 +512,17 @@ class Recurrent(nn.Module):
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)}"
         return s
+
+
+def _capturing() -> bool:
+    """Whether torch.jit.trace or torch.compile is recording this call as a graph.
+
+    Then the layer keeps to ops a graph can hold: the loop instead of the native and
+    fused paths (an opaque extension call, and in-place ``out=`` kernels the tracer
+    cannot record and inductor cannot lower; the compiler fuses the loop's pointwise
+    ops itself) and a padding mask on every step
+    instead of a Python int from the lengths, which a graph would keep as a constant."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
 def loop_scan(

@@ -35,7 +35,12 @@ class RNNCell(RecurrentCell):
             )
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
-        self._act = _NONLINEARITIES[nonlinearity]
+
+    @property
+    def _act(self) -> Any:
+        # Looked up, not stored: a stored torch.tanh pickles as getattr(torch._C..., "tanh"),
+        # which torch.load(weights_only=True) refuses (builtins.getattr is not safe).
+        return _NONLINEARITIES[self.nonlinearity]
 
     def step(self, gi: Tensor, state: State, w: Weights) -> State:
         (h,) = state
