@@ -27,7 +27,6 @@ import torch
 from torch import Tensor
 
 from rnnzoo.cells.base import RecurrentCell, State
-from rnnzoo.fused import _onednn_works
 
 KINDS = {
     "rnn_tanh": 0,
@@ -116,16 +115,26 @@ def native_scan(
         shape = (steps, len(state), batch, state[0].shape[1])
         zmask = torch.rand(shape, dtype=gi.dtype) < zoneout
     spec = Spec(KINDS[kind], len(extras), lengths, reverse, hmask, zmask, zoneout)
-    out, *final = NativeScan.apply(spec, gi.contiguous(), weight, bias, *extras, *state)
+    tensors = (gi.contiguous(), weight, bias, *extras, *state)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        out, *final = NativeScan.apply(spec, *tensors)
+    else:  # inference: the kernel keeps nothing for a backward pass
+        out, *final = _forward(spec, *tensors, for_backward=False)[: 1 + len(state)]
     return out, tuple(final)
 
 
-def _pack(weight: Tensor, batch: int) -> tuple[Tensor, bool]:
-    """The step's weight (N, K) for ``x @ weight^T``: oneDNN's packed layout for float32
-    where it works (see rnnzoo.fused.step_matmul), else the weight itself."""
-    if weight.dtype == torch.float32 and _onednn_works():
-        return torch.ops.mkldnn._reorder_linear_weight(weight, batch), True
-    return weight, False
+def _forward(
+    spec: Spec, gi: Tensor, weight: Tensor, bias: Tensor | None, *rest: Tensor, for_backward: bool
+) -> list[Tensor]:
+    """The kernel's forward: [out, final states..., C_t of every step, saved activations]."""
+    ext = extension()
+    assert ext is not None
+    extras, state0 = list(rest[: spec.num_extras]), list(rest[spec.num_extras :])
+    return ext.forward(
+        spec.kind, gi.detach(), weight.detach(), None if bias is None else bias.detach(),
+        [e.detach() for e in extras], [s.detach() for s in state0], spec.lengths, spec.reverse,
+        spec.hmask, spec.zmask, spec.zoneout, for_backward,
+    )  # fmt: skip
 
 
 class NativeScan(torch.autograd.Function):
@@ -135,18 +144,10 @@ class NativeScan(torch.autograd.Function):
     def forward(
         ctx: Any, spec: Spec, gi: Tensor, weight: Tensor, bias: Tensor | None, *rest: Tensor
     ):
-        ext = extension()
-        assert ext is not None
-        extras, state0 = list(rest[: spec.num_extras]), list(rest[spec.num_extras :])
-        batch = gi.shape[1]
-        matrix = weight.dim() == 2  # indrnn's recurrent weight is a vector
-        step_w, packed = _pack(weight.detach(), batch) if matrix else (weight.detach(), False)
-        out, *res = ext.forward(
-            spec.kind, gi, step_w, packed, bias, extras, state0, spec.lengths, spec.reverse,
-            spec.hmask, spec.zmask, spec.zoneout,
-        )  # fmt: skip
+        out, *res = _forward(spec, gi, weight, bias, *rest, for_backward=True)
+        extras, state0 = rest[: spec.num_extras], rest[spec.num_extras :]
         final, cs, saved = res[: len(state0)], res[-2], res[-1]
-        ctx.spec, ctx.gi_shape, ctx.matrix = spec, gi.shape, matrix
+        ctx.spec, ctx.gi_shape = spec, gi.shape
         ctx.save_for_backward(weight, bias, *extras, *state0, out, cs, saved)
         return (out, *final)
 
@@ -161,13 +162,8 @@ class NativeScan(torch.autograd.Function):
         state0, (out, cs, saved) = rest[:-3], rest[-3:]
         steps, batch, gates = ctx.gi_shape
         shape_only = out.new_zeros(()).expand(steps, batch, gates)  # the kernel reads its shape
-        if ctx.matrix:
-            step_w, packed = _pack(weight.detach(), batch)
-            step_wt, _ = _pack(weight.detach().t().contiguous(), batch)
-        else:
-            step_w, step_wt, packed = weight.detach(), None, False
         dgi, dweight, dbias, *rest_d = ext.backward(
-            spec.kind, shape_only, step_w, step_wt, packed, bias, list(extras), list(state0),
+            spec.kind, shape_only, weight.detach(), bias, list(extras), list(state0),
             spec.lengths, spec.reverse, spec.hmask, spec.zmask, spec.zoneout, out, cs, saved,
             grad_out, list(grad_final),
         )  # fmt: skip

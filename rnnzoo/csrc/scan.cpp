@@ -1,9 +1,10 @@
 // The time loop of every recurrent cell, forward and backward, in compiled code.
 //
 // One call runs one layer and one direction over all T steps. Each step is one matrix
-// product (h_{t-1} W_hh^T, on oneDNN's packed kernel where Python found it works) and
-// ONE pass over the batch rows that applies the cell's equations, the regularisers
-// (hidden dropout, zoneout) and the padding rule together. Backward walks the steps
+// product (h_{t-1} W_hh^T) and ONE pass over the batch rows that applies the cell's
+// equations, the regularisers (hidden dropout, zoneout) and the padding rule together.
+// Rows of a batch never meet in a recurrence, so each thread runs the whole loop for
+// its own slice of the batch, with no barrier between steps. Backward walks the steps
 // in reverse with the same structure, and the recurrent weight gradient is one matrix
 // product over all steps at the end.
 //
@@ -22,7 +23,6 @@
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
-#include <ATen/core/dispatch/Dispatcher.h>
 
 #include <algorithm>
 #include <cmath>
@@ -125,30 +125,10 @@ inline float tanh_(float x) {
 inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 inline double tanh_(double x) { return std::tanh(x); }
 
-// -- the step's matrix product ----------------------------------------------------------
-
-// x (B, K) -> x @ W^T (B, N). `w` is either W itself (N, K) or, where `packed`, the
-// oneDNN layout made by torch.ops.mkldnn._reorder_linear_weight (rnnzoo/native.py).
-Tensor matmul(const Tensor& x, const Tensor& w, bool packed) {
-  if (!packed) return at::mm(x, w.t());
-  static const c10::OperatorHandle op =
-      c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
-  torch::jit::Stack stack;
-  stack.reserve(6);
-  stack.emplace_back(x);
-  stack.emplace_back(w);
-  stack.emplace_back(c10::IValue());
-  stack.emplace_back(std::string("none"));
-  stack.emplace_back(c10::List<std::optional<c10::Scalar>>());
-  stack.emplace_back(std::string(""));
-  op.callBoxed(&stack);
-  return stack[0].toTensor();
-}
-
 // -- layer normalisation of one row -----------------------------------------------------
 
 // y_hat = (x - mean) / sqrt(var + eps) over n values; returns 1 / sqrt(var + eps).
-template <typename T> T normalise(const T* x, T* y_hat, int64_t n) {
+template <typename T> T normalise(const T* __restrict x, T* __restrict y_hat, int64_t n) {
   T mean = 0;
   for (int64_t k = 0; k < n; ++k) mean += x[k];
   mean /= n;
@@ -161,7 +141,9 @@ template <typename T> T normalise(const T* x, T* y_hat, int64_t n) {
 }
 
 // Given dL/dy_hat (dy, n values), the normalised values and 1/std: dL/dx, into dx.
-template <typename T> void normalise_backward(const T* dy, const T* y_hat, T rstd, T* dx, int64_t n) {
+template <typename T>
+void normalise_backward(const T* __restrict dy, const T* __restrict y_hat, T rstd,
+                        T* __restrict dx, int64_t n) {
   T mean_dy = 0, mean_dy_y = 0;
   for (int64_t k = 0; k < n; ++k) {
     mean_dy += dy[k];
@@ -179,7 +161,8 @@ template <typename T> struct Scan {
   int64_t cell_value;   // offset in a saved row of the cell's own new value, -1: none
   bool reverse;
   const T* gi;          // (T, B, G) input part of the gates
-  const T* bias;        // (G,) b_hh or null
+  const T* bias;        // (G,) b_hh, or no_bias's zeros
+  std::vector<T> no_bias;
   const T* u;           // indrnn: (H,) recurrent weights (already clamped)
   const T* peep;        // peephole: (3, H) p_i, p_f, p_o
   const T* ln_hh;       // layernorm: (G,) gain of LN(W_hh h)
@@ -214,14 +197,116 @@ template <typename T> struct Scan {
   }
 };
 
-// One forward step for rows [b0, b1). `gh`: (B, G) h_in @ W_hh^T (null for indrnn),
-// `h_in`: (B, H) the recurrent input (h_{t-1}, masked by hidden dropout), `h`/`c`: (B, H)
-// the carried state, updated in place.
+// The per-row math, written as plain loops over restrict pointers so that the compiler
+// vectorises each one (with -O3 and the machine's vector units, see setup.py).
+#define R __restrict
+
+template <typename T> void sigmoid_inplace(T* R y, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) y[k] = sigmoid(y[k]);
+}
+template <typename T> void tanh_inplace(T* R y, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) y[k] = tanh_(y[k]);
+}
+template <typename T> void add3(const T* R x, const T* R r, const T* R b, T* R y, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) y[k] = x[k] + r[k] + b[k];
+}
+
+// LN(r; gain) into rec for the layernorm cells (its normalised part saved in sv at
+// `at`, 1/std at `rstd_at`); returns the recurrent part the gates add.
+template <typename T>
+const T* recurrent_part(const Scan<T>& S, const T* R r, T* R sv, int64_t at, int64_t rstd_at,
+                        T* R rec) {
+  if (S.kind != LAYERNORM_LSTM && S.kind != LAYERNORM_GRU) return r;
+  const int64_t G = S.gates;
+  T* R hat = sv + at;
+  sv[rstd_at] = normalise(r, hat, G);
+  const T* R gain = S.ln_hh;
+  for (int64_t j = 0; j < G; ++j) rec[j] = hat[j] * gain[j];
+  return rec;
+}
+
+// lstm, peephole_lstm, layernorm_lstm: gates into sv (i, f, C~, o), C_t into c_new and
+// the cell's h_t into h_new.
+template <typename T>
+void lstm_forward(const Scan<T>& S, const T* R x, const T* r, const T* R c_prev, T* R sv,
+                  T* R c_new, T* R h_new, T* R rec) {
+  const int64_t H = S.hidden, G = S.gates;
+  r = recurrent_part(S, r, sv, 4 * H, 9 * H, rec);
+  T* R a = sv;
+  add3(x, r, S.bias, a, G);
+  const T* R p = S.peep;
+  if (S.kind == PEEPHOLE_LSTM) {
+    for (int64_t k = 0; k < H; ++k) {
+      a[k] += p[k] * c_prev[k];
+      a[H + k] += p[H + k] * c_prev[k];
+    }
+  }
+  sigmoid_inplace(a, 2 * H);
+  tanh_inplace(a + 2 * H, H);
+  for (int64_t k = 0; k < H; ++k) c_new[k] = a[H + k] * c_prev[k] + a[k] * a[2 * H + k];
+  if (S.kind == PEEPHOLE_LSTM)
+    for (int64_t k = 0; k < H; ++k) a[3 * H + k] += p[2 * H + k] * c_new[k];
+  sigmoid_inplace(a + 3 * H, H);
+  if (S.kind == LAYERNORM_LSTM) {  // h_t = o tanh(LN(C_t; g_c, b_c))
+    T* R hat = sv + 8 * H;
+    sv[9 * H + 1] = normalise(c_new, hat, H);
+    const T* R gc = S.ln_c;
+    const T* R bc = S.ln_c_bias;
+    for (int64_t k = 0; k < H; ++k) h_new[k] = hat[k] * gc[k] + bc[k];
+  } else {
+    for (int64_t k = 0; k < H; ++k) h_new[k] = c_new[k];
+  }
+  tanh_inplace(h_new, H);
+  for (int64_t k = 0; k < H; ++k) h_new[k] *= a[3 * H + k];
+}
+
+template <typename T>
+void cifg_forward(const Scan<T>& S, const T* R x, const T* R r, const T* R c_prev, T* R sv,
+                  T* R c_new, T* R h_new) {
+  const int64_t H = S.hidden;
+  T* R a = sv;  // i, C~, o
+  add3(x, r, S.bias, a, 3 * H);
+  sigmoid_inplace(a, H);
+  tanh_inplace(a + H, H);
+  sigmoid_inplace(a + 2 * H, H);
+  for (int64_t k = 0; k < H; ++k) c_new[k] = c_prev[k] + a[k] * (a[H + k] - c_prev[k]);
+  for (int64_t k = 0; k < H; ++k) h_new[k] = c_new[k];
+  tanh_inplace(h_new, H);
+  for (int64_t k = 0; k < H; ++k) h_new[k] *= a[2 * H + k];
+}
+
+// gru, layernorm_gru: r, z, h~ and W_hn h + b_hn into sv, h_t into h_new.
+template <typename T>
+void gru_forward(const Scan<T>& S, const T* R x, const T* r, const T* R h_prev, T* R sv,
+                 T* R h_new, T* R rec) {
+  const int64_t H = S.hidden;
+  r = recurrent_part(S, r, sv, 4 * H, 7 * H, rec);
+  const T* R rr = r;
+  const T* R bias = S.bias;
+  T* R a = sv;
+  add3(x, rr, bias, a, 2 * H);
+  sigmoid_inplace(a, 2 * H);
+  for (int64_t k = 0; k < H; ++k) {
+    T ghn = rr[2 * H + k] + bias[2 * H + k];
+    a[3 * H + k] = ghn;
+    a[2 * H + k] = x[2 * H + k] + a[k] * ghn;
+  }
+  tanh_inplace(a + 2 * H, H);
+  for (int64_t k = 0; k < H; ++k) h_new[k] = a[2 * H + k] + a[H + k] * (h_prev[k] - a[2 * H + k]);
+}
+
+// One forward step for rows [b0, b1). `gh`: (b1 - b0, G) h_in @ W_hh^T of those rows
+// (null for indrnn), `h_in`: (b1 - b0, H) their recurrent input (h_{t-1}, masked by
+// hidden dropout), `h`/`c`: (B, H) the carried state, updated in place.
 template <typename T>
 void forward_rows(const Scan<T>& S, int64_t s, int64_t t, const T* gh, const T* h_in, T* h, T* c,
                   int64_t b0, int64_t b1) {
   const int64_t H = S.hidden, G = S.gates;
-  std::vector<T> a(G), tmp(G);
+  std::vector<T> buffers(G + H + H + S.width);
+  T* rec = buffers.data();        // (G) the recurrent part after LN
+  T* h_new = rec + G;             // (H) the cell's new h
+  T* c_new = h_new + H;           // (H) and C (written to cs when backward needs it)
+  T* scratch = c_new + H;         // (width) the activations, when backward needs none
   for (int64_t b = b0; b < b1; ++b) {
     T* o_row = S.out + (t * S.batch + b) * H;
     T* h_row = h + b * H;
@@ -230,120 +315,71 @@ void forward_rows(const Scan<T>& S, int64_t s, int64_t t, const T* gh, const T* 
       continue;
     }
     const T* x = S.gi + (t * S.batch + b) * G;
-    const T* r = gh == nullptr ? nullptr : gh + b * G;
-    T* sv = S.saved == nullptr ? nullptr : S.saved + (t * S.batch + b) * S.width;
+    const T* r = gh == nullptr ? nullptr : gh + (b - b0) * G;
+    T* sv = S.saved == nullptr ? scratch : S.saved + (t * S.batch + b) * S.width;
     T* c_row = c == nullptr ? nullptr : c + b * H;
-    T* cs_row = S.cs == nullptr ? nullptr : S.cs + (t * S.batch + b) * H;
-    auto bias = [&](int64_t j) { return S.bias == nullptr ? T(0) : S.bias[j]; };
+    T* cs_row = S.cs == nullptr ? c_new : S.cs + (t * S.batch + b) * H;
     switch (S.kind) {
-      case RNN_TANH: case RNN_RELU:
-        for (int64_t k = 0; k < H; ++k) {
-          T v = x[k] + r[k] + bias(k);
-          a[k] = S.kind == RNN_TANH ? tanh_(v) : (v > T(0) ? v : T(0));
-        }
+      case RNN_TANH:
+        add3(x, r, S.bias, h_new, H);
+        tanh_inplace(h_new, H);
         break;
-      case INDRNN:
-        for (int64_t k = 0; k < H; ++k) {
-          T v = x[k] + S.u[k] * h_in[b * H + k];
-          a[k] = v > T(0) ? v : T(0);
-        }
+      case RNN_RELU:
+        add3(x, r, S.bias, h_new, H);
+        for (int64_t k = 0; k < H; ++k) h_new[k] = h_new[k] > T(0) ? h_new[k] : T(0);
         break;
-      case LSTM: case PEEPHOLE_LSTM: case LAYERNORM_LSTM: {
-        const T* rec = r;
-        if (S.kind == LAYERNORM_LSTM) {  // gh = LN(W_hh h) * gain, normalised part saved
-          T* hat = sv + 4 * H;
-          sv[9 * H] = normalise(r, hat, G);
-          for (int64_t j = 0; j < G; ++j) tmp[j] = hat[j] * S.ln_hh[j];
-          rec = tmp.data();
-        }
-        for (int64_t j = 0; j < G; ++j) a[j] = x[j] + rec[j] + bias(j);
+      case INDRNN: {
+        const T* hin = h_in + (b - b0) * H;
         for (int64_t k = 0; k < H; ++k) {
-          T c_prev = c_row[k];
-          T i_pre = a[k], f_pre = a[H + k];
-          if (S.kind == PEEPHOLE_LSTM) {
-            i_pre += S.peep[k] * c_prev;
-            f_pre += S.peep[H + k] * c_prev;
-          }
-          T i = sigmoid(i_pre), f = sigmoid(f_pre), g = tanh_(a[2 * H + k]);
-          T c_new = f * c_prev + i * g;
-          sv[k] = i; sv[H + k] = f; sv[2 * H + k] = g;
-          cs_row[k] = c_new;
-          a[k] = c_new;  // a[0:H] now holds C_t
-        }
-        if (S.kind == LAYERNORM_LSTM) {
-          T* hat = sv + 8 * H;
-          sv[9 * H + 1] = normalise(a.data(), hat, H);
-          for (int64_t k = 0; k < H; ++k) tmp[k] = hat[k] * S.ln_c[k] + S.ln_c_bias[k];
-        }
-        for (int64_t k = 0; k < H; ++k) {
-          T o_pre = a[3 * H + k];
-          if (S.kind == PEEPHOLE_LSTM) o_pre += S.peep[2 * H + k] * a[k];
-          T o = sigmoid(o_pre);
-          sv[3 * H + k] = o;
-          T squashed = S.kind == LAYERNORM_LSTM ? tmp[k] : a[k];
-          a[k] = o * tanh_(squashed);  // h_t
+          T v = x[k] + S.u[k] * hin[k];
+          h_new[k] = v > T(0) ? v : T(0);
         }
         break;
       }
+      case LSTM: case PEEPHOLE_LSTM: case LAYERNORM_LSTM:
+        lstm_forward(S, x, r, c_row, sv, cs_row, h_new, rec);
+        break;
       case CIFG_LSTM:
-        for (int64_t k = 0; k < H; ++k) {
-          T c_prev = c_row[k];
-          T i = sigmoid(x[k] + r[k] + bias(k));
-          T g = tanh_(x[H + k] + r[H + k] + bias(H + k));
-          T o = sigmoid(x[2 * H + k] + r[2 * H + k] + bias(2 * H + k));
-          T c_new = c_prev + i * (g - c_prev);
-          sv[k] = i; sv[H + k] = g; sv[2 * H + k] = o;
-          cs_row[k] = c_new;
-          a[k] = o * tanh_(c_new);
-        }
+        cifg_forward(S, x, r, c_row, sv, cs_row, h_new);
         break;
-      case GRU: case LAYERNORM_GRU: {
-        const T* rec = r;
-        if (S.kind == LAYERNORM_GRU) {
-          T* hat = sv + 4 * H;
-          sv[7 * H] = normalise(r, hat, G);
-          for (int64_t j = 0; j < G; ++j) tmp[j] = hat[j] * S.ln_hh[j];
-          rec = tmp.data();
-        }
-        for (int64_t k = 0; k < H; ++k) {
-          T rt = sigmoid(x[k] + rec[k] + bias(k));
-          T z = sigmoid(x[H + k] + rec[H + k] + bias(H + k));
-          T ghn = rec[2 * H + k] + bias(2 * H + k);
-          T n = tanh_(x[2 * H + k] + rt * ghn);
-          sv[k] = rt; sv[H + k] = z; sv[2 * H + k] = n; sv[3 * H + k] = ghn;
-          a[k] = n + z * (h_row[k] - n);  // (1 - z) h~ + z h_{t-1}
-        }
+      case GRU: case LAYERNORM_GRU:
+        gru_forward(S, x, r, h_row, sv, h_new, rec);
         break;
-      }
     }
     if (S.cell_value >= 0) {  // zoneout: keep the cell's own value for backward
-      const T* own = c_row != nullptr ? cs_row : a.data();
-      for (int64_t k = 0; k < H; ++k) sv[S.cell_value + k] = own[k];
+      const T* own = c_row != nullptr ? cs_row : h_new;
+      std::copy(own, own + H, sv + S.cell_value);
     }
     if (S.zp == T(0)) {  // the row's state and output are written
-      for (int64_t k = 0; k < H; ++k) h_row[k] = o_row[k] = a[k];
-      if (c_row != nullptr) for (int64_t k = 0; k < H; ++k) c_row[k] = cs_row[k];
+      std::copy(h_new, h_new + H, h_row);
+      std::copy(h_new, h_new + H, o_row);
+      if (c_row != nullptr) std::copy(cs_row, cs_row + H, c_row);
       continue;
     }
     for (int64_t k = 0; k < H; ++k) {  // zoneout mixes old and new state
       T keep = S.keep(s, 0, b, k);
-      T h_new = keep * h_row[k] + (T(1) - keep) * a[k];
-      h_row[k] = h_new;
-      o_row[k] = h_new;
+      T mixed = keep * h_row[k] + (T(1) - keep) * h_new[k];
+      h_row[k] = mixed;
+      o_row[k] = mixed;
     }
     if (c_row != nullptr) {
       for (int64_t k = 0; k < H; ++k) {
         T keep = S.keep(s, 1, b, k);
-        T c_new = keep * c_row[k] + (T(1) - keep) * cs_row[k];
-        c_row[k] = c_new;
-        cs_row[k] = c_new;
+        T mixed = keep * c_row[k] + (T(1) - keep) * cs_row[k];
+        c_row[k] = mixed;
+        cs_row[k] = mixed;
       }
     }
   }
 }
 
-template <typename T> int64_t grain(const Scan<T>& S) {
-  return std::max<int64_t>(1, 16384 / std::max<int64_t>(S.gates, 1));
+
+// Rows of a batch never meet in a recurrence, so each thread runs the whole time loop
+// for its own slice of the batch: no barrier between steps, and each step's product is
+// a single-threaded one on that slice.
+int64_t slice(int64_t batch) {
+  int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  return (batch + threads - 1) / threads;
 }
 
 // -- backward of one step --------------------------------------------------------------
@@ -358,6 +394,120 @@ template <typename T> struct Accum {
   T* ln_c_bias;
 };
 
+// lstm, peephole_lstm, layernorm_lstm backward of one row: dgi (G) from dnew = dL/dh_t
+// and dcn = dL/dC_t (the cell's own), the direct dL/dC_{t-1} added into dc_prev, the
+// pre-LN gradient of the recurrent part into dgh (layernorm), small grads into A rows.
+template <typename T>
+void lstm_backward(const Scan<T>& S, const T* R dnew, const T* R dcn, const T* R sv,
+                   const T* R c_t, const T* R c_prev, T* R dgi, T* R dgh, T* R dc_prev,
+                   T* R peep_acc, T* R ln_acc, T* R lnc_acc, T* R lncb_acc, T* R dC, T* R tmp) {
+  const int64_t H = S.hidden, G = S.gates;
+  const T* R o = sv + 3 * H;
+  if (S.kind == LAYERNORM_LSTM) {
+    const T* R hat = sv + 8 * H;
+    const T* R gc = S.ln_c;
+    const T* R bc = S.ln_c_bias;
+    for (int64_t k = 0; k < H; ++k) tmp[k] = hat[k] * gc[k] + bc[k];
+    tanh_inplace(tmp, H);  // tanh(LN(C_t))
+    for (int64_t k = 0; k < H; ++k) {
+      T ty = tmp[k];
+      dgi[3 * H + k] = dnew[k] * ty * o[k] * (T(1) - o[k]);
+      T dy = dnew[k] * o[k] * (T(1) - ty * ty);
+      lnc_acc[k] += dy * hat[k];
+      lncb_acc[k] += dy;
+      tmp[k] = dy * gc[k];  // dL/d(normalised C_t)
+    }
+    normalise_backward(tmp, hat, sv[9 * H + 1], dC, H);
+    for (int64_t k = 0; k < H; ++k) dC[k] += dcn[k];
+  } else {
+    for (int64_t k = 0; k < H; ++k) tmp[k] = c_t[k];
+    tanh_inplace(tmp, H);
+    for (int64_t k = 0; k < H; ++k) {
+      T tc = tmp[k];
+      dgi[3 * H + k] = dnew[k] * tc * o[k] * (T(1) - o[k]);
+      dC[k] = dcn[k] + dnew[k] * o[k] * (T(1) - tc * tc);
+    }
+  }
+  const T* R p = S.peep;
+  if (S.kind == PEEPHOLE_LSTM) {  // o_t saw C_t
+    for (int64_t k = 0; k < H; ++k) {
+      dC[k] += dgi[3 * H + k] * p[2 * H + k];
+      peep_acc[2 * H + k] += dgi[3 * H + k] * c_t[k];
+    }
+  }
+  for (int64_t k = 0; k < H; ++k) {
+    T i = sv[k], f = sv[H + k], g = sv[2 * H + k];
+    dgi[k] = dC[k] * g * i * (T(1) - i);
+    dgi[H + k] = dC[k] * c_prev[k] * f * (T(1) - f);
+    dgi[2 * H + k] = dC[k] * i * (T(1) - g * g);
+    dc_prev[k] += dC[k] * f;
+  }
+  if (S.kind == PEEPHOLE_LSTM) {  // i_t and f_t saw C_{t-1}
+    for (int64_t k = 0; k < H; ++k) {
+      dc_prev[k] += dgi[k] * p[k] + dgi[H + k] * p[H + k];
+      peep_acc[k] += dgi[k] * c_prev[k];
+      peep_acc[H + k] += dgi[H + k] * c_prev[k];
+    }
+  }
+  if (S.kind == LAYERNORM_LSTM) {  // through LN(W_hh h) * gain into the raw product
+    const T* R hat = sv + 4 * H;
+    const T* R gain = S.ln_hh;
+    for (int64_t j = 0; j < G; ++j) {
+      ln_acc[j] += dgi[j] * hat[j];
+      tmp[j] = dgi[j] * gain[j];
+    }
+    normalise_backward(tmp, hat, sv[9 * H], dgh, G);
+  }
+}
+
+template <typename T>
+void cifg_backward(const Scan<T>& S, const T* R dnew, const T* R dcn, const T* R sv,
+                   const T* R c_t, const T* R c_prev, T* R dgi, T* R dc_prev, T* R tmp) {
+  const int64_t H = S.hidden;
+  for (int64_t k = 0; k < H; ++k) tmp[k] = c_t[k];
+  tanh_inplace(tmp, H);
+  for (int64_t k = 0; k < H; ++k) {
+    T i = sv[k], g = sv[H + k], o = sv[2 * H + k], tc = tmp[k];
+    dgi[2 * H + k] = dnew[k] * tc * o * (T(1) - o);
+    T dC = dcn[k] + dnew[k] * o * (T(1) - tc * tc);
+    dgi[k] = dC * (g - c_prev[k]) * i * (T(1) - i);
+    dgi[H + k] = dC * i * (T(1) - g * g);
+    dc_prev[k] += dC * (T(1) - i);
+  }
+}
+
+// gru, layernorm_gru: dgi, and the gradient of the recurrent part (after LN: dpost; raw:
+// dgh), dL/dh_{t-1} through z_t h_{t-1} added into dh_prev.
+template <typename T>
+void gru_backward(const Scan<T>& S, const T* R dnew, const T* R sv, const T* R h_prev, T* R dgi,
+                  T* R dpost, T* R dgh, T* R dh_prev, T* R bias_acc, T* R ln_acc, T* R tmp) {
+  const int64_t H = S.hidden, G = S.gates;
+  for (int64_t k = 0; k < H; ++k) {
+    T rt = sv[k], z = sv[H + k], n = sv[2 * H + k], ghn = sv[3 * H + k], d = dnew[k];
+    T dz = d * (h_prev[k] - n) * z * (T(1) - z);
+    T dn = d * (T(1) - z) * (T(1) - n * n);
+    T dr = dn * ghn * rt * (T(1) - rt);
+    dgi[k] = dr;
+    dgi[H + k] = dz;
+    dgi[2 * H + k] = dn;
+    dpost[k] = dr;
+    dpost[H + k] = dz;
+    dpost[2 * H + k] = dn * rt;
+    dh_prev[k] += d * z;  // h_t = ... + z h_{t-1}: the carried copy, never masked
+  }
+  if (bias_acc != nullptr)
+    for (int64_t j = 0; j < G; ++j) bias_acc[j] += dpost[j];
+  if (S.kind == LAYERNORM_GRU) {
+    const T* R hat = sv + 4 * H;
+    const T* R gain = S.ln_hh;
+    for (int64_t j = 0; j < G; ++j) {
+      ln_acc[j] += dpost[j] * hat[j];
+      tmp[j] = dpost[j] * gain[j];
+    }
+    normalise_backward(tmp, hat, sv[7 * H], dgh, G);
+  }
+}
+
 // Rows [b0, b1) of step t. dh, dc: (B, H) dL/d(state after t), replaced by the direct
 // part of dL/d(state before t) (the recurrent product is added by the caller).
 // dgi: (B, G) this step's slice of dL/dgi; dgh: (B, G) dL/d(h_in W_hh^T) (the pre-LN
@@ -366,15 +516,21 @@ template <typename T>
 void backward_rows(const Scan<T>& S, const Accum<T>& A, int64_t s, int64_t t, const T* grad_out,
                    T* dh, T* dc, T* dgi, T* dgh, int64_t b0, int64_t b1) {
   const int64_t H = S.hidden, G = S.gates;
-  std::vector<T> dnew(H), dcn(H), tmp(G), tmp2(G);
+  std::vector<T> buffers(3 * H + 2 * G);
+  T* dnew = buffers.data();  // (H) dL/d(the cell's new h), after zoneout
+  T* dcn = dnew + H;         // (H) the same for C
+  T* dC = dcn + H;           // (H)
+  T* tmp = dC + H;           // (G)
+  T* dpost = tmp + G;        // (G)
+  auto row = [](T* base, int64_t b, int64_t n) { return base == nullptr ? nullptr : base + b * n; };
   for (int64_t b = b0; b < b1; ++b) {
     T* dh_row = dh + b * H;
-    T* dc_row = dc == nullptr ? nullptr : dc + b * H;
+    T* dc_row = row(dc, b, H);
     T* dgi_row = dgi + b * G;
     T* dgh_row = dgh + b * G;
     if (!S.valid(t, b)) {  // padded: nothing flows into the gates, the state's grad passes
-      for (int64_t j = 0; j < G; ++j) dgi_row[j] = T(0);
-      if (dgh != dgi) for (int64_t j = 0; j < G; ++j) dgh_row[j] = T(0);
+      std::fill(dgi_row, dgi_row + G, T(0));
+      if (dgh != dgi) std::fill(dgh_row, dgh_row + G, T(0));
       continue;
     }
     if (grad_out != nullptr) {
@@ -383,147 +539,68 @@ void backward_rows(const Scan<T>& S, const Accum<T>& A, int64_t s, int64_t t, co
     }
     // zoneout: the new value reaches the state with weight 1 - keep, the old with keep
     if (S.zp == T(0)) {
-      for (int64_t k = 0; k < H; ++k) dnew[k] = dh_row[k], dh_row[k] = T(0);
-      if (dc_row != nullptr) for (int64_t k = 0; k < H; ++k) dcn[k] = dc_row[k], dc_row[k] = T(0);
-    } else {
-    for (int64_t k = 0; k < H; ++k) {
-      T keep = S.keep(s, 0, b, k);
-      dnew[k] = dh_row[k] * (T(1) - keep);
-      dh_row[k] *= keep;
-    }
-    if (dc_row != nullptr) {
-      for (int64_t k = 0; k < H; ++k) {
-        T keep = S.keep(s, 1, b, k);
-        dcn[k] = dc_row[k] * (T(1) - keep);
-        dc_row[k] *= keep;
+      std::copy(dh_row, dh_row + H, dnew);
+      std::fill(dh_row, dh_row + H, T(0));
+      if (dc_row != nullptr) {
+        std::copy(dc_row, dc_row + H, dcn);
+        std::fill(dc_row, dc_row + H, T(0));
       }
-    }
+    } else {
+      for (int64_t k = 0; k < H; ++k) {
+        T keep = S.keep(s, 0, b, k);
+        dnew[k] = dh_row[k] * (T(1) - keep);
+        dh_row[k] *= keep;
+      }
+      if (dc_row != nullptr) {
+        for (int64_t k = 0; k < H; ++k) {
+          T keep = S.keep(s, 1, b, k);
+          dcn[k] = dc_row[k] * (T(1) - keep);
+          dc_row[k] *= keep;
+        }
+      }
     }
     const T* sv = S.saved == nullptr ? nullptr : S.saved + (t * S.batch + b) * S.width;
     // the cell's own new value: without zoneout it is the saved state itself
     const T* own = S.cell_value >= 0 ? sv + S.cell_value : nullptr;
-    const T* h_t = own != nullptr && num_states(S.kind) == 1 ? own : S.out + (t * S.batch + b) * H;
     const T* h_prev = S.prev(S.out, S.h0, t, b);
+    const T* h_t = own != nullptr ? own : S.out + (t * S.batch + b) * H;
     switch (S.kind) {
-      case RNN_TANH: case RNN_RELU:
-        for (int64_t k = 0; k < H; ++k) {
-          T pre = S.kind == RNN_TANH ? T(1) - h_t[k] * h_t[k] : (h_t[k] > T(0) ? T(1) : T(0));
-          dgi_row[k] = dnew[k] * pre;
-        }
+      case RNN_TANH:
+        for (int64_t k = 0; k < H; ++k) dgi_row[k] = dnew[k] * (T(1) - h_t[k] * h_t[k]);
+        break;
+      case RNN_RELU:
+        for (int64_t k = 0; k < H; ++k) dgi_row[k] = h_t[k] > T(0) ? dnew[k] : T(0);
         break;
       case INDRNN: {
-        const T* h_in = S.hmask == nullptr ? h_prev : nullptr;
+        T* u_acc = A.u + b * H;
         for (int64_t k = 0; k < H; ++k) {
           T da = h_t[k] > T(0) ? dnew[k] : T(0);
           dgi_row[k] = da;
-          T hin = h_in != nullptr ? h_in[k] : h_prev[k] * S.hmask[b * H + k];
-          A.u[b * H + k] += da * hin;
+          T hin = S.hmask == nullptr ? h_prev[k] : h_prev[k] * S.hmask[b * H + k];
+          u_acc[k] += da * hin;
         }
         break;
       }
       case LSTM: case PEEPHOLE_LSTM: case LAYERNORM_LSTM: {
         const T* c_t = own != nullptr ? own : S.cs + (t * S.batch + b) * H;
-        const T* c_prev = S.prev(S.cs, S.c0, t, b);
-        // dL/dC_t from h_t = o tanh(C_t) (through LN(C_t) for the layernorm cell)
-        T* dC = tmp.data();
-        if (S.kind == LAYERNORM_LSTM) {
-          const T* hat = sv + 8 * H;
-          T* dsq = tmp2.data();  // dL/d(LN(C_t)) times the gain, per unit
-          for (int64_t k = 0; k < H; ++k) {
-            T o = sv[3 * H + k];
-            T y = hat[k] * S.ln_c[k] + S.ln_c_bias[k];
-            T ty = tanh_(y);
-            dgi_row[3 * H + k] = dnew[k] * ty * o * (T(1) - o);
-            T dy = dnew[k] * o * (T(1) - ty * ty);
-            A.ln_c[b * H + k] += dy * hat[k];
-            A.ln_c_bias[b * H + k] += dy;
-            dsq[k] = dy * S.ln_c[k];
-          }
-          normalise_backward(dsq, hat, sv[9 * H + 1], dC, H);
-          for (int64_t k = 0; k < H; ++k) dC[k] += dcn[k];
-        } else {
-          for (int64_t k = 0; k < H; ++k) {
-            T o = sv[3 * H + k];
-            T tc = tanh_(c_t[k]);
-            T da_o = dnew[k] * tc * o * (T(1) - o);
-            dgi_row[3 * H + k] = da_o;
-            dC[k] = dcn[k] + dnew[k] * o * (T(1) - tc * tc);
-            if (S.kind == PEEPHOLE_LSTM) {
-              dC[k] += da_o * S.peep[2 * H + k];
-              A.peep[b * 3 * H + 2 * H + k] += da_o * c_t[k];
-            }
-          }
-        }
-        for (int64_t k = 0; k < H; ++k) {
-          T i = sv[k], f = sv[H + k], g = sv[2 * H + k];
-          T da_i = dC[k] * g * i * (T(1) - i);
-          T da_f = dC[k] * c_prev[k] * f * (T(1) - f);
-          dgi_row[k] = da_i;
-          dgi_row[H + k] = da_f;
-          dgi_row[2 * H + k] = dC[k] * i * (T(1) - g * g);
-          T dcp = dC[k] * f;
-          if (S.kind == PEEPHOLE_LSTM) {
-            dcp += da_i * S.peep[k] + da_f * S.peep[H + k];
-            A.peep[b * 3 * H + k] += da_i * c_prev[k];
-            A.peep[b * 3 * H + H + k] += da_f * c_prev[k];
-          }
-          dc_row[k] += dcp;
-        }
-        if (S.kind == LAYERNORM_LSTM) {  // through LN(W_hh h) * gain into the raw product
-          const T* hat = sv + 4 * H;
-          for (int64_t j = 0; j < G; ++j) {
-            A.ln_hh[b * G + j] += dgi_row[j] * hat[j];
-            tmp2[j] = dgi_row[j] * S.ln_hh[j];
-          }
-          normalise_backward(tmp2.data(), hat, sv[9 * H], dgh_row, G);
-        }
+        lstm_backward(S, dnew, dcn, sv, c_t, S.prev(S.cs, S.c0, t, b), dgi_row, dgh_row, dc_row,
+                      row(A.peep, b, 3 * H), row(A.ln_hh, b, G), row(A.ln_c, b, H),
+                      row(A.ln_c_bias, b, H), dC, tmp);
         break;
       }
       case CIFG_LSTM: {
         const T* c_t = own != nullptr ? own : S.cs + (t * S.batch + b) * H;
-        const T* c_prev = S.prev(S.cs, S.c0, t, b);
-        for (int64_t k = 0; k < H; ++k) {
-          T i = sv[k], g = sv[H + k], o = sv[2 * H + k];
-          T tc = tanh_(c_t[k]);
-          dgi_row[2 * H + k] = dnew[k] * tc * o * (T(1) - o);
-          T dC = dcn[k] + dnew[k] * o * (T(1) - tc * tc);
-          dgi_row[k] = dC * (g - c_prev[k]) * i * (T(1) - i);
-          dgi_row[H + k] = dC * i * (T(1) - g * g);
-          dc_row[k] += dC * (T(1) - i);
-        }
+        cifg_backward(S, dnew, dcn, sv, c_t, S.prev(S.cs, S.c0, t, b), dgi_row, dc_row, tmp);
         break;
       }
-      case GRU: case LAYERNORM_GRU: {
-        T* dpost = S.kind == GRU ? dgh_row : tmp.data();  // dL/d(recurrent part + b_hh)
-        for (int64_t k = 0; k < H; ++k) {
-          T rt = sv[k], z = sv[H + k], n = sv[2 * H + k], ghn = sv[3 * H + k];
-          T d = dnew[k];
-          T dz = d * (h_prev[k] - n) * z * (T(1) - z);
-          T dn = d * (T(1) - z) * (T(1) - n * n);
-          T dr = dn * ghn * rt * (T(1) - rt);
-          dgi_row[k] = dr;
-          dgi_row[H + k] = dz;
-          dgi_row[2 * H + k] = dn;
-          dpost[k] = dr;
-          dpost[H + k] = dz;
-          dpost[2 * H + k] = dn * rt;
-          dh_row[k] += d * z;  // h_t = ... + z h_{t-1}: the carried copy, never masked
-        }
-        if (S.bias != nullptr)
-          for (int64_t j = 0; j < G; ++j) A.bias[b * G + j] += dpost[j];
-        if (S.kind == LAYERNORM_GRU) {
-          const T* hat = sv + 4 * H;
-          for (int64_t j = 0; j < G; ++j) {
-            A.ln_hh[b * G + j] += dpost[j] * hat[j];
-            tmp2[j] = dpost[j] * S.ln_hh[j];
-          }
-          normalise_backward(tmp2.data(), hat, sv[7 * H], dgh_row, G);
-        }
+      case GRU: case LAYERNORM_GRU:
+        gru_backward(S, dnew, sv, h_prev, dgi_row, S.kind == GRU ? dgh_row : dpost, dgh_row,
+                     dh_row, row(A.bias, b, G), row(A.ln_hh, b, G), tmp);
         break;
-      }
     }
   }
 }
+
 
 // -- the drivers -----------------------------------------------------------------------
 
@@ -534,8 +611,7 @@ template <typename T> const T* ptr(const std::optional<Tensor>& t) {
 struct Args {  // what Python hands over, shared by forward and backward
   int64_t kind;
   Tensor gi;                        // (T, B, G)
-  std::optional<Tensor> weight;     // W_hh for the step (plain (G, H) or packed); indrnn: u
-  bool packed;
+  std::optional<Tensor> weight;     // W_hh (G, H); indrnn: u (H,)
   std::optional<Tensor> bias;       // b_hh (G,)
   std::vector<Tensor> extras;       // peephole: [p (3, H)]; layernorm: [gain (G,), (C gain, C shift)]
   std::vector<Tensor> state0;       // (B, H) each
@@ -559,6 +635,10 @@ template <typename T> Scan<T> make_scan(const Args& a, const Tensor& out, const 
   S.reverse = a.reverse;
   S.gi = a.gi.data_ptr<T>();
   S.bias = ptr<T>(a.bias);
+  if (S.bias == nullptr) {  // the loops add a bias everywhere: zeros where there is none
+    S.no_bias.assign(S.gates, T(0));
+    S.bias = S.no_bias.data();
+  }
   S.u = a.kind == INDRNN ? a.weight->data_ptr<T>() : nullptr;
   S.peep = a.kind == PEEPHOLE_LSTM ? a.extras.at(0).data_ptr<T>() : nullptr;
   bool ln = a.kind == LAYERNORM_LSTM || a.kind == LAYERNORM_GRU;
@@ -579,30 +659,39 @@ template <typename T> Scan<T> make_scan(const Args& a, const Tensor& out, const 
 
 int64_t step_time(int64_t s, int64_t steps, bool reverse) { return reverse ? steps - 1 - s : s; }
 
-// Returns [out (T, B, H), final states..., C_t for every step (or empty), saved].
-std::vector<Tensor> forward(const Args& a) {
+// Returns [out (T, B, H), final states..., C_t for every step (or empty), saved]. Without
+// `for_backward` (inference) nothing but the outputs is kept.
+std::vector<Tensor> forward(const Args& a, bool for_backward) {
   const int64_t steps = a.gi.size(0), batch = a.gi.size(1), H = a.state0.at(0).size(1);
   Tensor out = at::empty({steps, batch, H}, a.gi.options());
-  Tensor cs = num_states(a.kind) > 1 ? at::empty_like(out) : Tensor();
+  Tensor cs = num_states(a.kind) > 1 && for_backward ? at::empty_like(out) : Tensor();
   int64_t width = saved_width(a.kind, H, a.zp != 0);
-  Tensor saved = width > 0 ? at::empty({steps, batch, width}, a.gi.options()) : Tensor();
+  Tensor saved = width > 0 && for_backward ? at::empty({steps, batch, width}, a.gi.options())
+                                           : Tensor();
   std::vector<Tensor> state;
   for (const auto& s0 : a.state0) state.push_back(s0.clone());
   AT_DISPATCH_FLOATING_TYPES(a.gi.scalar_type(), "rnnzoo_scan_forward", [&] {
     Scan<scalar_t> S = make_scan<scalar_t>(a, out, cs, saved);
     scalar_t* h = state[0].data_ptr<scalar_t>();
     scalar_t* c = state.size() > 1 ? state[1].data_ptr<scalar_t>() : nullptr;
-    for (int64_t s = 0; s < steps; ++s) {
-      int64_t t = step_time(s, steps, a.reverse);
-      Tensor h_in = a.hmask.has_value() ? state[0] * *a.hmask : state[0];
-      Tensor gh;
-      if (a.kind != INDRNN) gh = matmul(h_in, *a.weight, a.packed);
+    at::parallel_for(0, batch, slice(batch), [&](int64_t b0, int64_t b1) {
+      at::NoGradGuard no_grad;  // thread-local: worker threads start with it on
+      const int64_t n = b1 - b0;
+      Tensor h_rows = state[0].narrow(0, b0, n);
+      std::optional<Tensor> mask;
+      if (a.hmask.has_value()) mask = a.hmask->narrow(0, b0, n);
+      // this thread's buffers, allocated once: the masked input and the product
+      Tensor h_in = mask.has_value() ? at::empty_like(h_rows) : h_rows;
+      Tensor gh = a.kind == INDRNN ? Tensor() : at::empty({n, S.gates}, h_rows.options());
+      Tensor w_t = a.kind == INDRNN ? Tensor() : a.weight->t();
       const scalar_t* gh_p = gh.defined() ? gh.data_ptr<scalar_t>() : nullptr;
-      const scalar_t* hin_p = h_in.data_ptr<scalar_t>();
-      at::parallel_for(0, batch, grain(S), [&](int64_t b0, int64_t b1) {
-        forward_rows(S, s, t, gh_p, hin_p, h, c, b0, b1);
-      });
-    }
+      for (int64_t s = 0; s < steps; ++s) {
+        int64_t t = step_time(s, steps, a.reverse);
+        if (mask.has_value()) at::mul_out(h_in, h_rows, *mask);
+        if (gh.defined()) at::mm_out(gh, h_in, w_t);
+        forward_rows(S, s, t, gh_p, h_in.data_ptr<scalar_t>(), h, c, b0, b1);
+      }
+    });
   });
   std::vector<Tensor> result{out};
   for (auto& s : state) result.push_back(s);
@@ -612,8 +701,7 @@ std::vector<Tensor> forward(const Args& a) {
 }
 
 // Returns [dgi, d weight (W_hh (G, H) or u (H,)), d bias or empty, d state0..., d extras...].
-std::vector<Tensor> backward(const Args& a, const std::optional<Tensor>& weight_t, const Tensor& out,
-                             const Tensor& cs, const Tensor& saved,
+std::vector<Tensor> backward(const Args& a, const Tensor& out, const Tensor& cs, const Tensor& saved,
                              const std::optional<Tensor>& grad_out,
                              const std::vector<std::optional<Tensor>>& grad_final) {
   const int64_t steps = a.gi.size(0), batch = a.gi.size(1), G = a.gi.size(2);
@@ -643,19 +731,32 @@ std::vector<Tensor> backward(const Args& a, const std::optional<Tensor>& weight_
     const scalar_t* go_p = p(go);
     scalar_t* dh = d[0].data_ptr<scalar_t>();
     scalar_t* dc = d.size() > 1 ? d[1].data_ptr<scalar_t>() : nullptr;
-    for (int64_t s = steps - 1; s >= 0; --s) {
-      int64_t t = step_time(s, steps, a.reverse);
-      Tensor dgi_t = dgi[t], dgh_t = dgh[t];
-      scalar_t* dgi_p = dgi_t.data_ptr<scalar_t>();
-      scalar_t* dgh_p = dgh_t.data_ptr<scalar_t>();
-      at::parallel_for(0, batch, grain(S), [&](int64_t b0, int64_t b1) {
+    at::parallel_for(0, batch, slice(batch), [&](int64_t b0, int64_t b1) {
+      at::NoGradGuard no_grad;
+      const int64_t n = b1 - b0;
+      Tensor dh_rows = d[0].narrow(0, b0, n);
+      std::optional<Tensor> mask;
+      if (a.hmask.has_value()) mask = a.hmask->narrow(0, b0, n);
+      Tensor rec = mask.has_value() || a.kind == INDRNN ? at::empty_like(dh_rows) : Tensor();
+      for (int64_t s = steps - 1; s >= 0; --s) {
+        int64_t t = step_time(s, steps, a.reverse);
+        scalar_t* dgi_p = dgi.data_ptr<scalar_t>() + t * batch * G;
+        scalar_t* dgh_p = dgh.data_ptr<scalar_t>() + t * batch * G;
         backward_rows(S, A, s, t, go_p, dh, dc, dgi_p, dgh_p, b0, b1);
-      });
-      // dL/dh_{t-1} += dL/d(h_in) through the recurrent product, times the dropout mask
-      Tensor rec = a.kind == INDRNN ? dgh_t * *a.weight : matmul(dgh_t, *weight_t, a.packed);
-      if (a.hmask.has_value()) rec.mul_(*a.hmask);
-      d[0].add_(rec);
-    }
+        // dL/dh_{t-1} += dL/d(h_in) through the recurrent product, times the mask
+        Tensor dgh_rows = dgh[t].narrow(0, b0, n);
+        if (a.kind == INDRNN) {
+          at::mul_out(rec, dgh_rows, *a.weight);
+        } else if (!mask.has_value()) {
+          dh_rows.addmm_(dgh_rows, *a.weight);  // += dgh W_hh
+          continue;
+        } else {
+          at::mm_out(rec, dgh_rows, *a.weight);
+        }
+        if (mask.has_value()) rec.mul_(*mask);
+        dh_rows.add_(rec);
+      }
+    });
   });
   // The recurrent input of every step, (T, B, H), for the weight gradient: zero rows
   // where padded (their dgh rows are zero too).
@@ -692,28 +793,27 @@ std::vector<Tensor> backward(const Args& a, const std::optional<Tensor>& weight_
   return result;
 }
 
-Args make_args(int64_t kind, Tensor gi, std::optional<Tensor> weight, bool packed,
+Args make_args(int64_t kind, Tensor gi, std::optional<Tensor> weight,
                std::optional<Tensor> bias, std::vector<Tensor> extras, std::vector<Tensor> state0,
                std::optional<Tensor> lengths, bool reverse, std::optional<Tensor> hmask,
                std::optional<Tensor> zmask, double zp) {
   TORCH_CHECK(gi.dim() == 3, "gi must be a (T, B, G) tensor");
   TORCH_CHECK(!state0.empty(), "state0 must hold the initial state");
-  return Args{kind, gi, weight, packed, bias, extras, state0, lengths, reverse, hmask, zmask, zp};
+  return Args{kind, gi, weight, bias, extras, state0, lengths, reverse, hmask, zmask, zp};
 }
 
-std::vector<Tensor> py_forward(int64_t kind, Tensor gi, std::optional<Tensor> weight, bool packed,
+std::vector<Tensor> py_forward(int64_t kind, Tensor gi, std::optional<Tensor> weight,
                                std::optional<Tensor> bias, std::vector<Tensor> extras,
                                std::vector<Tensor> state0, std::optional<Tensor> lengths,
                                bool reverse, std::optional<Tensor> hmask,
-                               std::optional<Tensor> zmask, double zp) {
+                               std::optional<Tensor> zmask, double zp, bool for_backward) {
   at::NoGradGuard no_grad;
   TORCH_CHECK(gi.is_contiguous(), "gi must be contiguous");
-  return forward(make_args(kind, gi, weight, packed, bias, extras, state0, lengths, reverse, hmask,
-                           zmask, zp));
+  return forward(make_args(kind, gi, weight, bias, extras, state0, lengths, reverse, hmask,
+                           zmask, zp), for_backward);
 }
 
 std::vector<Tensor> py_backward(int64_t kind, Tensor gi, std::optional<Tensor> weight,
-                                std::optional<Tensor> weight_t, bool packed,
                                 std::optional<Tensor> bias, std::vector<Tensor> extras,
                                 std::vector<Tensor> state0, std::optional<Tensor> lengths,
                                 bool reverse, std::optional<Tensor> hmask,
@@ -722,8 +822,8 @@ std::vector<Tensor> py_backward(int64_t kind, Tensor gi, std::optional<Tensor> w
                                 std::optional<Tensor> grad_out,
                                 std::vector<std::optional<Tensor>> grad_final) {
   at::NoGradGuard no_grad;
-  Args a = make_args(kind, gi, weight, packed, bias, extras, state0, lengths, reverse, hmask, zmask, zp);
-  return backward(a, weight_t, out, cs.value_or(Tensor()), saved.value_or(Tensor()), grad_out,
+  Args a = make_args(kind, gi, weight, bias, extras, state0, lengths, reverse, hmask, zmask, zp);
+  return backward(a, out, cs.value_or(Tensor()), saved.value_or(Tensor()), grad_out,
                   grad_final);
 }
 
