@@ -396,11 +396,8 @@ class Recurrent(nn.Module):
         hmask = None
         if self.hidden_dropout > 0 and self.training:
             hmask = reg.locked_mask(state[0], self.hidden_dropout)  # (B, H)
-        gi = (
-            cell.project(x, w) if cell.custom_projection else fast_linear(x, w.weight_ih, w.bias_ih)
-        )
         return native.native_scan(
-            cell, gi, w, state, valid, reverse, hmask, self.zoneout, self.training
+            cell, x, w, state, valid, reverse, hmask, self.zoneout, self.training
         )
 
     def _torch_forward(

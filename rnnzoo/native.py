@@ -96,7 +96,7 @@ class Spec:
 
 def native_scan(
     cell: RecurrentCell,
-    gi: Tensor,
+    x: Tensor,
     w: Any,
     state: State,
     valid: Tensor | None,
@@ -105,17 +105,26 @@ def native_scan(
     zoneout: float = 0.0,
     training: bool = False,
 ) -> tuple[Tensor, State]:
-    """One layer, one direction. gi: (T, B, G) ``project`` of every step; state: each
-    (B, H); valid: (T, B, 1) bool or None. Returns output (T, B, H), final state."""
+    """One layer, one direction. x: (T, B, I) the layer's input; state: each (B, H);
+    valid: (T, B, 1) bool or None. Returns output (T, B, H) and the final state.
+
+    A cell with the standard projection ``x W_ih^T + b_ih`` has it done by the kernel
+    step by step (no (T, B, G) tensor of all steps' gates); others (LayerNorm) hand it
+    the result of their own ``project``, through autograd.
+    """
     kind, weight, bias, extras = cell.native_args(w)
-    steps, batch, _ = gi.shape
+    steps, batch, _ = x.shape
+    if cell.custom_projection:
+        source, w_ih, b_ih = cell.project(x, w), None, None
+    else:
+        source, w_ih, b_ih = x, w.weight_ih, w.bias_ih
     lengths = None if valid is None else valid.squeeze(-1).sum(0)
     zmask = None
     if zoneout > 0 and training:  # drawn in the loop's order: step by step, h then c
         shape = (steps, len(state), batch, state[0].shape[1])
-        zmask = torch.rand(shape, dtype=gi.dtype) < zoneout
+        zmask = torch.rand(shape, dtype=x.dtype) < zoneout
     spec = Spec(KINDS[kind], len(extras), lengths, reverse, hmask, zmask, zoneout)
-    tensors = (gi.contiguous(), weight, bias, *extras, *state)
+    tensors = (source.contiguous(), w_ih, b_ih, weight, bias, *extras, *state)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
         out, *final = NativeScan.apply(spec, *tensors)
     else:  # inference: the kernel keeps nothing for a backward pass
@@ -123,16 +132,21 @@ def native_scan(
     return out, tuple(final)
 
 
-def _forward(
-    spec: Spec, gi: Tensor, weight: Tensor, bias: Tensor | None, *rest: Tensor, for_backward: bool
-) -> list[Tensor]:
-    """The kernel's forward: [out, final states..., C_t of every step, saved activations]."""
+def _detach(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.detach()
+
+
+def _forward(spec: Spec, *tensors: Tensor | None, for_backward: bool) -> list[Tensor]:
+    """The kernel's forward: [out, final states..., C_t of every step, saved activations].
+
+    tensors: gi or x, W_ih, b_ih (None with gi), W_hh, b_hh, extras..., states...
+    """
     ext = extension()
     assert ext is not None
-    extras, state0 = list(rest[: spec.num_extras]), list(rest[spec.num_extras :])
+    source, w_ih, b_ih, weight, bias, *rest = (_detach(t) for t in tensors)
+    extras, state0 = rest[: spec.num_extras], rest[spec.num_extras :]
     return ext.forward(
-        spec.kind, gi.detach(), weight.detach(), None if bias is None else bias.detach(),
-        [e.detach() for e in extras], [s.detach() for s in state0], spec.lengths, spec.reverse,
+        spec.kind, source, w_ih, b_ih, weight, bias, extras, state0, spec.lengths, spec.reverse,
         spec.hmask, spec.zmask, spec.zoneout, for_backward,
     )  # fmt: skip
 
@@ -141,14 +155,16 @@ class NativeScan(torch.autograd.Function):
     """The recurrence of one layer and direction, forward and backward in C++."""
 
     @staticmethod
-    def forward(
-        ctx: Any, spec: Spec, gi: Tensor, weight: Tensor, bias: Tensor | None, *rest: Tensor
-    ):
-        out, *res = _forward(spec, gi, weight, bias, *rest, for_backward=True)
+    def forward(ctx: Any, spec: Spec, *tensors: Tensor | None) -> tuple[Tensor, ...]:
+        out, *res = _forward(spec, *tensors, for_backward=True)
+        source, w_ih, b_ih, weight, bias, *rest = tensors
         extras, state0 = rest[: spec.num_extras], rest[spec.num_extras :]
         final, cs, saved = res[: len(state0)], res[-2], res[-1]
-        ctx.spec, ctx.gi_shape = spec, gi.shape
-        ctx.save_for_backward(weight, bias, *extras, *state0, out, cs, saved)
+        ctx.spec, ctx.shape = spec, source.shape
+        ctx.gates = source.shape[-1] if w_ih is None else w_ih.shape[0]
+        ctx.has_b_ih, ctx.has_bias = b_ih is not None, bias is not None
+        x = None if w_ih is None else source  # kept only where the kernel projected it
+        ctx.save_for_backward(x, w_ih, weight, bias, *extras, *state0, out, cs, saved)
         return (out, *final)
 
     @staticmethod
@@ -156,11 +172,12 @@ class NativeScan(torch.autograd.Function):
         ext = extension()
         assert ext is not None
         spec: Spec = ctx.spec
-        weight, bias, *rest = ctx.saved_tensors
+        x, w_ih, weight, bias, *rest = ctx.saved_tensors
         n = spec.num_extras
         extras, rest = rest[:n], rest[n:]
         state0, (out, cs, saved) = rest[:-3], rest[-3:]
-        steps, batch, gates = ctx.gi_shape
+        steps, batch = ctx.shape[0], ctx.shape[1]
+        gates = ctx.gates
         shape_only = out.new_zeros(()).expand(steps, batch, gates)  # the kernel reads its shape
         dgi, dweight, dbias, *rest_d = ext.backward(
             spec.kind, shape_only, weight.detach(), bias, list(extras), list(state0),
@@ -168,7 +185,18 @@ class NativeScan(torch.autograd.Function):
             grad_out, list(grad_final),
         )  # fmt: skip
         dstate, dextras = rest_d[: len(state0)], rest_d[len(state0) :]
-        return (None, dgi, dweight, dbias if bias is not None else None, *dextras, *dstate)
+        dbias = dbias if ctx.has_bias else None
+        if w_ih is None:  # the kernel was handed gi: its gradient goes back through autograd
+            return (None, dgi, None, None, dweight, dbias, *dextras, *dstate)
+        # the projection x W_ih^T + b_ih of every step, backward in two products
+        flat = dgi.view(-1, gates)
+        dx = flat.mm(w_ih).view(x.shape) if ctx.needs_input_grad[1] else None
+        dw_ih = flat.t().mm(x.reshape(-1, x.shape[-1]))
+        db_ih = None
+        if ctx.has_b_ih:  # where b_ih and b_hh are summed into the gates, both grads agree
+            summed = spec.kind not in (KINDS["gru"], KINDS["indrnn"])
+            db_ih = dbias.clone() if summed and dbias is not None else flat.sum(0)
+        return (None, dx, dw_ih, db_ih, dweight, dbias, *dextras, *dstate)
 
 
 def main() -> None:

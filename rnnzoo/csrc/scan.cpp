@@ -297,10 +297,12 @@ void gru_forward(const Scan<T>& S, const T* R x, const T* r, const T* R h_prev, 
 
 // One forward step for rows [b0, b1). `gh`: (b1 - b0, G) h_in @ W_hh^T of those rows
 // (null for indrnn), `h_in`: (b1 - b0, H) their recurrent input (h_{t-1}, masked by
-// hidden dropout), `h`/`c`: (B, H) the carried state, updated in place.
+// hidden dropout), `h`/`c`: (B, H) the carried state, updated in place. The input part
+// of the gates comes from `gi_rows` (row b at (b - b0) * gi_stride) where the step
+// projected it, else from S.gi.
 template <typename T>
 void forward_rows(const Scan<T>& S, int64_t s, int64_t t, const T* gh, const T* h_in, T* h, T* c,
-                  int64_t b0, int64_t b1) {
+                  int64_t b0, int64_t b1, const T* gi_rows, int64_t gi_stride) {
   const int64_t H = S.hidden, G = S.gates;
   std::vector<T> buffers(G + H + H + S.width);
   T* rec = buffers.data();        // (G) the recurrent part after LN
@@ -314,7 +316,7 @@ void forward_rows(const Scan<T>& S, int64_t s, int64_t t, const T* gh, const T* 
       for (int64_t k = 0; k < H; ++k) o_row[k] = T(0);
       continue;
     }
-    const T* x = S.gi + (t * S.batch + b) * G;
+    const T* x = gi_rows != nullptr ? gi_rows + (b - b0) * gi_stride : S.gi + (t * S.batch + b) * G;
     const T* r = gh == nullptr ? nullptr : gh + (b - b0) * G;
     T* sv = S.saved == nullptr ? scratch : S.saved + (t * S.batch + b) * S.width;
     T* c_row = c == nullptr ? nullptr : c + b * H;
@@ -610,7 +612,9 @@ template <typename T> const T* ptr(const std::optional<Tensor>& t) {
 
 struct Args {  // what Python hands over, shared by forward and backward
   int64_t kind;
-  Tensor gi;                        // (T, B, G)
+  Tensor gi;                        // (T, B, G); with w_ih: the input x (T, B, I) itself
+  std::optional<Tensor> w_ih;       // W_ih (G, I): project x step by step (forward only)
+  std::optional<Tensor> b_ih;       // b_ih (G,)
   std::optional<Tensor> weight;     // W_hh (G, H); indrnn: u (H,)
   std::optional<Tensor> bias;       // b_hh (G,)
   std::vector<Tensor> extras;       // peephole: [p (3, H)]; layernorm: [gain (G,), (C gain, C shift)]
@@ -628,7 +632,7 @@ template <typename T> Scan<T> make_scan(const Args& a, const Tensor& out, const 
   S.kind = a.kind;
   S.steps = a.gi.size(0);
   S.batch = a.gi.size(1);
-  S.gates = a.gi.size(2);
+  S.gates = a.w_ih.has_value() ? a.w_ih->size(0) : a.gi.size(2);
   S.hidden = S.gates / num_chunks(a.kind);
   S.width = saved_width(a.kind, S.hidden, a.zp != 0);
   S.cell_value = a.zp != 0 && saves_cell_value(a.kind) ? base_width(a.kind, S.hidden) : -1;
@@ -661,8 +665,15 @@ int64_t step_time(int64_t s, int64_t steps, bool reverse) { return reverse ? ste
 
 // Returns [out (T, B, H), final states..., C_t for every step (or empty), saved]. Without
 // `for_backward` (inference) nothing but the outputs is kept.
-std::vector<Tensor> forward(const Args& a, bool for_backward) {
+std::vector<Tensor> forward(const Args& in, bool for_backward) {
+  // Where the step projects x itself and the cell adds the two parts of its gates, one
+  // bias b_ih + b_hh serves both and the input part accumulates into the product.
+  Args a = in;
+  const bool project = a.w_ih.has_value();
+  const bool summed = project && a.kind != GRU && a.kind != INDRNN;
+  if (summed && a.b_ih.has_value()) a.bias = a.bias.has_value() ? *a.bias + *a.b_ih : *a.b_ih;
   const int64_t steps = a.gi.size(0), batch = a.gi.size(1), H = a.state0.at(0).size(1);
+  const int64_t G = project ? a.w_ih->size(0) : a.gi.size(2);
   Tensor out = at::empty({steps, batch, H}, a.gi.options());
   Tensor cs = num_states(a.kind) > 1 && for_backward ? at::empty_like(out) : Tensor();
   int64_t width = saved_width(a.kind, H, a.zp != 0);
@@ -674,22 +685,33 @@ std::vector<Tensor> forward(const Args& a, bool for_backward) {
     Scan<scalar_t> S = make_scan<scalar_t>(a, out, cs, saved);
     scalar_t* h = state[0].data_ptr<scalar_t>();
     scalar_t* c = state.size() > 1 ? state[1].data_ptr<scalar_t>() : nullptr;
+    const std::vector<scalar_t> zeros(summed ? G : 0, scalar_t(0));
     at::parallel_for(0, batch, slice(batch), [&](int64_t b0, int64_t b1) {
       at::NoGradGuard no_grad;  // thread-local: worker threads start with it on
       const int64_t n = b1 - b0;
       Tensor h_rows = state[0].narrow(0, b0, n);
       std::optional<Tensor> mask;
       if (a.hmask.has_value()) mask = a.hmask->narrow(0, b0, n);
-      // this thread's buffers, allocated once: the masked input and the product
+      // this thread's buffers, allocated once: the masked input and the products
       Tensor h_in = mask.has_value() ? at::empty_like(h_rows) : h_rows;
-      Tensor gh = a.kind == INDRNN ? Tensor() : at::empty({n, S.gates}, h_rows.options());
+      Tensor gh = a.kind == INDRNN ? Tensor() : at::empty({n, G}, h_rows.options());
+      Tensor gi = project && !summed ? at::empty({n, G}, h_rows.options()) : Tensor();
       Tensor w_t = a.kind == INDRNN ? Tensor() : a.weight->t();
+      Tensor w_ih_t = project ? a.w_ih->t() : Tensor();
       const scalar_t* gh_p = gh.defined() ? gh.data_ptr<scalar_t>() : nullptr;
+      const scalar_t* gi_p = summed ? zeros.data() : gi.defined() ? gi.data_ptr<scalar_t>() : nullptr;
+      const int64_t gi_stride = summed ? 0 : G;
       for (int64_t s = 0; s < steps; ++s) {
         int64_t t = step_time(s, steps, a.reverse);
         if (mask.has_value()) at::mul_out(h_in, h_rows, *mask);
         if (gh.defined()) at::mm_out(gh, h_in, w_t);
-        forward_rows(S, s, t, gh_p, h_in.data_ptr<scalar_t>(), h, c, b0, b1);
+        if (project) {
+          Tensor x_rows = a.gi[t].narrow(0, b0, n);
+          if (summed) gh.addmm_(x_rows, w_ih_t);  // + x_t W_ih^T
+          else if (a.b_ih.has_value()) at::addmm_out(gi, *a.b_ih, x_rows, w_ih_t);
+          else at::mm_out(gi, x_rows, w_ih_t);
+        }
+        forward_rows(S, s, t, gh_p, h_in.data_ptr<scalar_t>(), h, c, b0, b1, gi_p, gi_stride);
       }
     });
   });
@@ -698,6 +720,59 @@ std::vector<Tensor> forward(const Args& a, bool for_backward) {
   result.push_back(cs);
   result.push_back(saved);
   return result;
+}
+
+// dL/dW_hh = sum over steps and rows of dgh^T h_in, h_in the recurrent input of each
+// step. That input is the neighbouring output, so without hidden dropout the product runs
+// on views of `out` (padded rows of dgh are zero, so what sits there does not matter);
+// rows whose step started from h_0 are added on their own. With hidden dropout the
+// masked inputs are gathered first.
+Tensor weight_grad(const Args& a, const Tensor& dgh, const Tensor& out) {
+  const int64_t steps = out.size(0), batch = out.size(1), H = out.size(2), G = dgh.size(2);
+  const Tensor& h0 = a.state0.at(0);
+  auto flat = [](const Tensor& x) { return x.reshape({-1, x.size(-1)}); };
+  if (!a.hmask.has_value()) {
+    Tensor dw = at::zeros({G, H}, out.options());
+    if (steps > 1) {  // step t saw out[t - 1] (forwards) or out[t + 1] (reverse)
+      Tensor d = a.reverse ? dgh.narrow(0, 0, steps - 1) : dgh.narrow(0, 1, steps - 1);
+      Tensor h = a.reverse ? out.narrow(0, 1, steps - 1) : out.narrow(0, 0, steps - 1);
+      dw.addmm_(flat(d).t(), flat(h));
+    }
+    // the rows that started from h_0: step 0 forwards, each row's last valid step in
+    // reverse (where out[t + 1] is a padded zero or past the end)
+    Tensor first;
+    if (!a.reverse) {
+      first = dgh[0];
+    } else if (a.lengths.has_value()) {
+      Tensor last = (*a.lengths - 1).clamp_min(0).view({1, batch, 1}).expand({1, batch, G});
+      first = dgh.gather(0, last).squeeze(0);
+      // in reverse, rows shorter than T also took out[t + 1] = 0 into the product
+      // above at their last step: a zero row adds nothing, so no correction is needed
+    } else {
+      first = dgh[steps - 1];
+    }
+    dw.addmm_(first.t(), h0);
+    return dw;
+  }
+  Tensor h_in = at::zeros_like(out);
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "rnnzoo_scan_inputs", [&] {
+    const scalar_t* o = out.data_ptr<scalar_t>();
+    const scalar_t* init = h0.data_ptr<scalar_t>();
+    const scalar_t* mask = a.hmask->data_ptr<scalar_t>();
+    const int64_t* len = a.lengths.has_value() ? a.lengths->data_ptr<int64_t>() : nullptr;
+    scalar_t* dst = h_in.data_ptr<scalar_t>();
+    at::parallel_for(0, steps * batch, 64, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        int64_t t = i / batch, b = i % batch, end = len == nullptr ? steps : len[b];
+        if (t >= end) continue;
+        int64_t p = a.reverse ? t + 1 : t - 1;
+        bool start = a.reverse ? p >= end : p < 0;
+        const scalar_t* src = start ? init + b * H : o + (p * batch + b) * H;
+        for (int64_t k = 0; k < H; ++k) dst[i * H + k] = src[k] * mask[b * H + k];
+      }
+    });
+  });
+  return flat(dgh).t().mm(flat(h_in));
 }
 
 // Returns [dgi, d weight (W_hh (G, H) or u (H,)), d bias or empty, d state0..., d extras...].
@@ -758,27 +833,11 @@ std::vector<Tensor> backward(const Args& a, const Tensor& out, const Tensor& cs,
       }
     });
   });
-  // The recurrent input of every step, (T, B, H), for the weight gradient: zero rows
-  // where padded (their dgh rows are zero too).
-  Tensor h_in = at::zeros_like(out);
-  AT_DISPATCH_FLOATING_TYPES(a.gi.scalar_type(), "rnnzoo_scan_inputs", [&] {
-    Scan<scalar_t> S = make_scan<scalar_t>(a, out, cs, saved);
-    scalar_t* dst = h_in.data_ptr<scalar_t>();
-    at::parallel_for(0, steps * batch, 64, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) {
-        int64_t t = i / batch, b = i % batch;
-        if (!S.valid(t, b)) continue;
-        const scalar_t* src = S.prev(S.out, S.h0, t, b);
-        for (int64_t k = 0; k < H; ++k)
-          dst[i * H + k] = S.hmask == nullptr ? src[k] : src[k] * S.hmask[b * H + k];
-      }
-    });
-  });
   std::vector<Tensor> result{dgi};
   if (a.kind == INDRNN) {
     result.push_back(acc_u.sum(0));
   } else {
-    result.push_back(dgh.view({steps * batch, G}).t().mm(h_in.view({steps * batch, H})));
+    result.push_back(weight_grad(a, dgh, out));
   }
   if (!a.bias.has_value()) result.push_back(Tensor());
   else if (acc_bias.defined()) result.push_back(acc_bias.sum(0));
@@ -793,23 +852,25 @@ std::vector<Tensor> backward(const Args& a, const Tensor& out, const Tensor& cs,
   return result;
 }
 
-Args make_args(int64_t kind, Tensor gi, std::optional<Tensor> weight,
+Args make_args(int64_t kind, Tensor gi, std::optional<Tensor> w_ih, std::optional<Tensor> b_ih,
+               std::optional<Tensor> weight,
                std::optional<Tensor> bias, std::vector<Tensor> extras, std::vector<Tensor> state0,
                std::optional<Tensor> lengths, bool reverse, std::optional<Tensor> hmask,
                std::optional<Tensor> zmask, double zp) {
   TORCH_CHECK(gi.dim() == 3, "gi must be a (T, B, G) tensor");
   TORCH_CHECK(!state0.empty(), "state0 must hold the initial state");
-  return Args{kind, gi, weight, bias, extras, state0, lengths, reverse, hmask, zmask, zp};
+  return Args{kind, gi, w_ih, b_ih, weight, bias, extras, state0, lengths, reverse, hmask, zmask, zp};
 }
 
-std::vector<Tensor> py_forward(int64_t kind, Tensor gi, std::optional<Tensor> weight,
+std::vector<Tensor> py_forward(int64_t kind, Tensor gi, std::optional<Tensor> w_ih,
+                               std::optional<Tensor> b_ih, std::optional<Tensor> weight,
                                std::optional<Tensor> bias, std::vector<Tensor> extras,
                                std::vector<Tensor> state0, std::optional<Tensor> lengths,
                                bool reverse, std::optional<Tensor> hmask,
                                std::optional<Tensor> zmask, double zp, bool for_backward) {
   at::NoGradGuard no_grad;
   TORCH_CHECK(gi.is_contiguous(), "gi must be contiguous");
-  return forward(make_args(kind, gi, weight, bias, extras, state0, lengths, reverse, hmask,
+  return forward(make_args(kind, gi, w_ih, b_ih, weight, bias, extras, state0, lengths, reverse, hmask,
                            zmask, zp), for_backward);
 }
 
@@ -822,7 +883,7 @@ std::vector<Tensor> py_backward(int64_t kind, Tensor gi, std::optional<Tensor> w
                                 std::optional<Tensor> grad_out,
                                 std::vector<std::optional<Tensor>> grad_final) {
   at::NoGradGuard no_grad;
-  Args a = make_args(kind, gi, weight, bias, extras, state0, lengths, reverse, hmask, zmask, zp);
+  Args a = make_args(kind, gi, std::nullopt, std::nullopt, weight, bias, extras, state0, lengths, reverse, hmask, zmask, zp);
   return backward(a, out, cs.value_or(Tensor()), saved.value_or(Tensor()), grad_out,
                   grad_final);
 }
