@@ -77,8 +77,9 @@ def notice_fallback() -> None:
 
 
 def supports(x: Tensor) -> bool:
-    """Whether the kernel runs this input: a CPU tensor of float32 or float64."""
-    return x.device.type == "cpu" and x.dtype in DTYPES
+    """Whether the kernel runs this input: a CPU tensor of float32 or float64, outside
+    autocast (whose low-precision products the fused path runs)."""
+    return x.device.type == "cpu" and x.dtype in DTYPES and not torch.is_autocast_enabled("cpu")
 
 
 @dataclass
@@ -108,16 +109,12 @@ def native_scan(
     """One layer, one direction. x: (T, B, I) the layer's input; state: each (B, H);
     valid: (T, B, 1) bool or None. Returns output (T, B, H) and the final state.
 
-    A cell with the standard projection ``x W_ih^T + b_ih`` has it done by the kernel
-    step by step (no (T, B, G) tensor of all steps' gates); others (LayerNorm) hand it
-    the result of their own ``project``, through autograd.
+    The kernel projects x step by step (``x W_ih^T + b_ih``, or for the LayerNorm cells
+    ``LN(x W_ih^T) + b_ih``), so no (T, B, G) tensor of every step's gates is made.
     """
     kind, weight, bias, extras = cell.native_args(w)
     steps, batch, _ = x.shape
-    if cell.custom_projection:
-        source, w_ih, b_ih = cell.project(x, w), None, None
-    else:
-        source, w_ih, b_ih = x, w.weight_ih, w.bias_ih
+    source, w_ih, b_ih = x, w.weight_ih, w.bias_ih
     lengths = None if valid is None else valid.squeeze(-1).sum(0)
     zmask = None
     if zoneout > 0 and training:  # drawn in the loop's order: step by step, h then c
@@ -158,6 +155,7 @@ class NativeScan(torch.autograd.Function):
     def forward(ctx: Any, spec: Spec, *tensors: Tensor | None) -> tuple[Tensor, ...]:
         out, *res = _forward(spec, *tensors, for_backward=True)
         source, w_ih, b_ih, weight, bias, *rest = tensors
+        assert source is not None
         extras, state0 = rest[: spec.num_extras], rest[spec.num_extras :]
         final, cs, saved = res[: len(state0)], res[-2], res[-1]
         ctx.spec, ctx.shape = spec, source.shape
@@ -184,7 +182,8 @@ class NativeScan(torch.autograd.Function):
             spec.lengths, spec.reverse, spec.hmask, spec.zmask, spec.zoneout, out, cs, saved,
             grad_out, list(grad_final),
         )  # fmt: skip
-        dstate, dextras = rest_d[: len(state0)], rest_d[len(state0) :]
+        k = len(state0)
+        dstate, dextras, tail = rest_d[:k], rest_d[k : k + n], rest_d[k + n :]
         dbias = dbias if ctx.has_bias else None
         if w_ih is None:  # the kernel was handed gi: its gradient goes back through autograd
             return (None, dgi, None, None, dweight, dbias, *dextras, *dstate)
@@ -193,7 +192,9 @@ class NativeScan(torch.autograd.Function):
         dx = flat.mm(w_ih).view(x.shape) if ctx.needs_input_grad[1] else None
         dw_ih = flat.t().mm(x.reshape(-1, x.shape[-1]))
         db_ih = None
-        if ctx.has_b_ih:  # where b_ih and b_hh are summed into the gates, both grads agree
+        if ctx.has_b_ih and tail:  # layernorm: the kernel summed it after the input LN
+            db_ih = tail[0]
+        elif ctx.has_b_ih:  # where b_ih and b_hh are summed into the gates, both agree
             summed = spec.kind not in (KINDS["gru"], KINDS["indrnn"])
             db_ih = dbias.clone() if summed and dbias is not None else flat.sum(0)
         return (None, dx, dw_ih, db_ih, dweight, dbias, *dextras, *dstate)

@@ -12,7 +12,8 @@ ready), after the epoch's training, after evaluation. Variants:
   allocator kept before it was added);
 - ``rnnzoo, RNNZOO_MALLOC=system``: glibc's default allocator settings;
 - ``rnnzoo, impl torch``: ``torch.nn.LSTM`` inside our layer, so the difference to the
-  first is what the fused path's saved buffers cost;
+  first is what the compiled loop's saved buffers cost;
+- ``rnnzoo, impl fused``: the Python fast path the compiled loop replaced;
 - ``torch.nn (hand-written)``: scripts/bench_imdb.py's baseline, tuned and system.
 
     python scripts/bench_memory.py --data ../shared/data/imdb/aclImdb_train.tar.gz \\
@@ -43,6 +44,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "rnnzoo, no release": {"kind": "rnnzoo", "no_release": True},
     "rnnzoo, RNNZOO_MALLOC=system": {"kind": "rnnzoo", "malloc": "system"},
     "rnnzoo, impl torch": {"kind": "rnnzoo", "set": ["model.impl=torch"]},
+    "rnnzoo, impl fused": {"kind": "rnnzoo", "set": ["model.impl=fused"]},
     "torch.nn (hand-written)": {"kind": "baseline"},
     "torch.nn (hand-written), RNNZOO_MALLOC=system": {"kind": "baseline", "malloc": "system"},
 }

@@ -225,8 +225,11 @@ def outputs_and_grads(model: nn.Module, run, *inputs) -> list[torch.Tensor]:
 
 
 def assert_same(got: list[torch.Tensor], want: list[torch.Tensor]) -> None:
+    # A captured graph runs the per-step loop; eager runs the compiled loop where it is
+    # built, whose float32 activations are its own polynomials (rnnzoo/csrc/scan.cpp):
+    # equal to float32 rounding over a few steps, not bit for bit.
     for g, w in zip(got, want, strict=True):
-        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
 
 
 def compiled_matches_eager(cell: str, impl: str, backend: str) -> None:

@@ -141,14 +141,10 @@ class RecurrentCell(nn.Module):
         enters only through the recurrent input (``carries_h`` False)."""
         return self.step(gi, (state[0] * mask, *state[1:]), w)
 
-    @property
-    def custom_projection(self) -> bool:
-        """Whether ``project`` is more than ``x @ W_ih^T + b_ih`` (LayerNorm cells)."""
-        return type(self).project is not RecurrentCell.project
-
     def native_args(self, w: Weights) -> tuple[str, Tensor | None, Tensor | None, State]:
         """What the compiled loop takes: its kind, the recurrent weight, ``b_hh`` and the
-        cell's extra parameters in the kernel's order (rnnzoo/csrc/scan.cpp)."""
+        cell's extra parameters in the kernel's order (rnnzoo/csrc/scan.cpp). The kernel
+        does the cell's ``project`` itself, so a new kind states it there too."""
         assert self.native_kind is not None
         return self.native_kind, w.weight_hh, w.bias_hh, ()
 

@@ -92,7 +92,7 @@ class LayerNormLSTMCell(_LayerNormCell):
         return h_t, c_t
 
     def native_args(self, w: Weights) -> tuple[str, Tensor | None, Tensor | None, State]:
-        extras = (w.ln_hh_weight, w.ln_cell_weight, w.ln_cell_bias)
+        extras = (w.ln_hh_weight, w.ln_cell_weight, w.ln_cell_bias, w.ln_ih_weight)
         return "layernorm_lstm", w.weight_hh, w.bias_hh, extras
 
 
@@ -114,4 +114,4 @@ class LayerNormGRUCell(_LayerNormCell):
         return ((1 - z_t) * h_tilde + z_t * h,)
 
     def native_args(self, w: Weights) -> tuple[str, Tensor | None, Tensor | None, State]:
-        return "layernorm_gru", w.weight_hh, w.bias_hh, (w.ln_hh_weight,)
+        return "layernorm_gru", w.weight_hh, w.bias_hh, (w.ln_hh_weight, w.ln_ih_weight)

@@ -68,16 +68,24 @@ int64_t num_chunks(int64_t kind) {
 //   recurrent part, LN(W_hh h) before its gain (3), and 1/std (one value, 1 below)
 //   layernorm_lstm: i, f, C~, o (4), LN(W_hh h) (4), LN(C_t) before gain (1), and two
 //   1/std values (1); the simple cells need only h_t
+// The layernorm cells then keep LN(W_ih x) before its gain (G) and its 1/std (1) at
+// `input_norm_at`: their input part is normalised here too, step by step.
 
 int64_t base_width(int64_t kind, int64_t H) {
   switch (kind) {
     case LSTM: case PEEPHOLE_LSTM: return 4 * H;
     case CIFG_LSTM: return 3 * H;
     case GRU: return 4 * H;
-    case LAYERNORM_GRU: return 7 * H + 1;
-    case LAYERNORM_LSTM: return 9 * H + 2;
+    case LAYERNORM_GRU: return 7 * H + 1 + 3 * H + 1;
+    case LAYERNORM_LSTM: return 9 * H + 2 + 4 * H + 1;
     default: return 0;
   }
+}
+
+bool layernorm(int64_t kind) { return kind == LAYERNORM_LSTM || kind == LAYERNORM_GRU; }
+
+int64_t input_norm_at(int64_t kind, int64_t H) {
+  return kind == LAYERNORM_LSTM ? 9 * H + 2 : 7 * H + 1;
 }
 
 // With zoneout the carried state is a mix of old and new, so the cell's own new value
@@ -162,12 +170,14 @@ template <typename T> struct Scan {
   bool reverse;
   const T* gi;          // (T, B, G) input part of the gates
   const T* bias;        // (G,) b_hh, or no_bias's zeros
-  std::vector<T> no_bias;
+  std::vector<T> no_bias, no_b_ih;
   const T* u;           // indrnn: (H,) recurrent weights (already clamped)
   const T* peep;        // peephole: (3, H) p_i, p_f, p_o
   const T* ln_hh;       // layernorm: (G,) gain of LN(W_hh h)
   const T* ln_c;        // layernorm_lstm: (H,) gain and (H,) shift of LN(C_t)
   const T* ln_c_bias;
+  const T* ln_ih;       // layernorm: (G,) gain of LN(W_ih x), and b_ih (or zeros) after it
+  const T* b_ih;
   const int64_t* lengths;  // (B,) or null: no padding
   const T* hmask;       // (B, H) hidden dropout mask (scaled) or null
   const bool* zmask;    // (T, S, B, H) zoneout: true keeps the old value; null: eval mix
@@ -304,11 +314,12 @@ template <typename T>
 void forward_rows(const Scan<T>& S, int64_t s, int64_t t, const T* gh, const T* h_in, T* h, T* c,
                   int64_t b0, int64_t b1, const T* gi_rows, int64_t gi_stride) {
   const int64_t H = S.hidden, G = S.gates;
-  std::vector<T> buffers(G + H + H + S.width);
+  std::vector<T> buffers(G + H + H + S.width + G);
   T* rec = buffers.data();        // (G) the recurrent part after LN
   T* h_new = rec + G;             // (H) the cell's new h
   T* c_new = h_new + H;           // (H) and C (written to cs when backward needs it)
   T* scratch = c_new + H;         // (width) the activations, when backward needs none
+  T* xin = scratch + S.width;     // (G) the normalised input part (layernorm)
   for (int64_t b = b0; b < b1; ++b) {
     T* o_row = S.out + (t * S.batch + b) * H;
     T* h_row = h + b * H;
@@ -319,6 +330,16 @@ void forward_rows(const Scan<T>& S, int64_t s, int64_t t, const T* gh, const T* 
     const T* x = gi_rows != nullptr ? gi_rows + (b - b0) * gi_stride : S.gi + (t * S.batch + b) * G;
     const T* r = gh == nullptr ? nullptr : gh + (b - b0) * G;
     T* sv = S.saved == nullptr ? scratch : S.saved + (t * S.batch + b) * S.width;
+    if (layernorm(S.kind)) {  // the input part: LN(W_ih x; g_ih) + b_ih
+      const int64_t at = input_norm_at(S.kind, H);
+      T* R hat = sv + at;
+      sv[at + G] = normalise(x, hat, G);
+      const T* R gain = S.ln_ih;
+      const T* R shift = S.b_ih;
+      T* R normed = xin;
+      for (int64_t j = 0; j < G; ++j) normed[j] = hat[j] * gain[j] + shift[j];
+      x = xin;
+    }
     T* c_row = c == nullptr ? nullptr : c + b * H;
     T* cs_row = S.cs == nullptr ? c_new : S.cs + (t * S.batch + b) * H;
     switch (S.kind) {
@@ -394,6 +415,8 @@ template <typename T> struct Accum {
   T* ln_hh;  // (B, G)
   T* ln_c;   // (B, H), and its shift
   T* ln_c_bias;
+  T* ln_ih;  // (B, G), and b_ih's
+  T* b_ih;
 };
 
 // lstm, peephole_lstm, layernorm_lstm backward of one row: dgi (G) from dnew = dL/dh_t
@@ -600,6 +623,20 @@ void backward_rows(const Scan<T>& S, const Accum<T>& A, int64_t s, int64_t t, co
                      dh_row, row(A.bias, b, G), row(A.ln_hh, b, G), tmp);
         break;
     }
+    if (layernorm(S.kind)) {  // back through LN(W_ih x; g_ih) + b_ih: dgi becomes the raw
+      const int64_t at = input_norm_at(S.kind, H);  // product's gradient
+      const T* R hat = sv + at;
+      const T* R gain = S.ln_ih;
+      T* R gain_acc = A.ln_ih + b * G;
+      T* R shift_acc = A.b_ih + b * G;
+      T* R scaled = tmp;
+      for (int64_t j = 0; j < G; ++j) {
+        gain_acc[j] += dgi_row[j] * hat[j];
+        shift_acc[j] += dgi_row[j];
+        scaled[j] = dgi_row[j] * gain[j];
+      }
+      normalise_backward(scaled, hat, sv[at + G], dgi_row, G);
+    }
   }
 }
 
@@ -649,6 +686,12 @@ template <typename T> Scan<T> make_scan(const Args& a, const Tensor& out, const 
   S.ln_hh = ln ? a.extras.at(0).data_ptr<T>() : nullptr;
   S.ln_c = a.kind == LAYERNORM_LSTM ? a.extras.at(1).data_ptr<T>() : nullptr;
   S.ln_c_bias = a.kind == LAYERNORM_LSTM ? a.extras.at(2).data_ptr<T>() : nullptr;
+  S.ln_ih = ln ? a.extras.back().data_ptr<T>() : nullptr;  // the last extra
+  S.b_ih = ptr<T>(a.b_ih);
+  if (ln && S.b_ih == nullptr) {
+    S.no_b_ih.assign(S.gates, T(0));
+    S.b_ih = S.no_b_ih.data();
+  }
   S.lengths = a.lengths.has_value() ? a.lengths->data_ptr<int64_t>() : nullptr;
   S.hmask = ptr<T>(a.hmask);
   S.zmask = a.zmask.has_value() ? a.zmask->data_ptr<bool>() : nullptr;
@@ -670,7 +713,7 @@ std::vector<Tensor> forward(const Args& in, bool for_backward) {
   // bias b_ih + b_hh serves both and the input part accumulates into the product.
   Args a = in;
   const bool project = a.w_ih.has_value();
-  const bool summed = project && a.kind != GRU && a.kind != INDRNN;
+  const bool summed = project && a.kind != GRU && a.kind != INDRNN && !layernorm(a.kind);
   if (summed && a.b_ih.has_value()) a.bias = a.bias.has_value() ? *a.bias + *a.b_ih : *a.b_ih;
   const int64_t steps = a.gi.size(0), batch = a.gi.size(1), H = a.state0.at(0).size(1);
   const int64_t G = project ? a.w_ih->size(0) : a.gi.size(2);
@@ -708,7 +751,7 @@ std::vector<Tensor> forward(const Args& in, bool for_backward) {
         if (project) {
           Tensor x_rows = a.gi[t].narrow(0, b0, n);
           if (summed) gh.addmm_(x_rows, w_ih_t);  // + x_t W_ih^T
-          else if (a.b_ih.has_value()) at::addmm_out(gi, *a.b_ih, x_rows, w_ih_t);
+          else if (a.b_ih.has_value() && !layernorm(a.kind)) at::addmm_out(gi, *a.b_ih, x_rows, w_ih_t);
           else at::mm_out(gi, x_rows, w_ih_t);
         }
         forward_rows(S, s, t, gh_p, h_in.data_ptr<scalar_t>(), h, c, b0, b1, gi_p, gi_stride);
@@ -798,11 +841,14 @@ std::vector<Tensor> backward(const Args& a, const Tensor& out, const Tensor& cs,
   Tensor acc_ln = ln ? zeros(G) : Tensor();
   Tensor acc_lnc = a.kind == LAYERNORM_LSTM ? zeros(H) : Tensor();
   Tensor acc_lncb = a.kind == LAYERNORM_LSTM ? zeros(H) : Tensor();
+  Tensor acc_ln_ih = ln ? zeros(G) : Tensor();
+  Tensor acc_b_ih = ln ? zeros(G) : Tensor();
   Tensor go = grad_out.has_value() && grad_out->defined() ? grad_out->contiguous() : Tensor();
   AT_DISPATCH_FLOATING_TYPES(a.gi.scalar_type(), "rnnzoo_scan_backward", [&] {
     Scan<scalar_t> S = make_scan<scalar_t>(a, out, cs, saved);
     auto p = [](const Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
-    Accum<scalar_t> A{p(acc_bias), p(acc_u), p(acc_peep), p(acc_ln), p(acc_lnc), p(acc_lncb)};
+    Accum<scalar_t> A{p(acc_bias), p(acc_u), p(acc_peep), p(acc_ln), p(acc_lnc), p(acc_lncb),
+                      p(acc_ln_ih), p(acc_b_ih)};
     const scalar_t* go_p = p(go);
     scalar_t* dh = d[0].data_ptr<scalar_t>();
     scalar_t* dc = d.size() > 1 ? d[1].data_ptr<scalar_t>() : nullptr;
@@ -841,6 +887,7 @@ std::vector<Tensor> backward(const Args& a, const Tensor& out, const Tensor& cs,
   }
   if (!a.bias.has_value()) result.push_back(Tensor());
   else if (acc_bias.defined()) result.push_back(acc_bias.sum(0));
+  else if (ln) result.push_back(acc_b_ih.sum(0));  // both biases add to the gates after LN
   else result.push_back(dgi.sum({0, 1}));
   for (auto& x : d) result.push_back(x);
   if (acc_peep.defined()) result.push_back(acc_peep.sum(0).view({3, H}));
@@ -848,6 +895,10 @@ std::vector<Tensor> backward(const Args& a, const Tensor& out, const Tensor& cs,
   if (acc_lnc.defined()) {
     result.push_back(acc_lnc.sum(0));
     result.push_back(acc_lncb.sum(0));
+  }
+  if (ln) {  // the input part's gain, then b_ih
+    result.push_back(acc_ln_ih.sum(0));
+    result.push_back(acc_b_ih.sum(0));
   }
   return result;
 }
