@@ -41,7 +41,13 @@ if os.environ.get("RNNZOO_BUILD_NATIVE", "1") != "0":
             CppExtension(
                 "rnnzoo._scan",
                 ["rnnzoo/csrc/scan.cpp"],
-                extra_compile_args=["-O3", "-fno-math-errno", "-fno-trapping-math", *_arch_flags()],
+                extra_compile_args=[
+                    "-O3",
+                    "-fno-math-errno",
+                    "-fno-trapping-math",
+                    "-fopenmp-simd",
+                    *_arch_flags(),
+                ],
             )
         )
         cmdclass["build_ext"] = BuildExtension.with_options(use_ninja=False)

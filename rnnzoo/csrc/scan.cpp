@@ -135,14 +135,20 @@ inline double tanh_(double x) { return std::tanh(x); }
 
 // -- layer normalisation of one row -----------------------------------------------------
 
+// sum over k < n of f(k). `omp simd reduction` (setup.py compiles with -fopenmp-simd)
+// lets the compiler keep partial sums in vector lanes: a plain running sum is one
+// dependency chain it may not reorder, since float addition is not associative.
+template <typename T, typename F> T sum_over(int64_t n, F f) {
+  T total = 0;
+#pragma omp simd reduction(+ : total)
+  for (int64_t k = 0; k < n; ++k) total += f(k);
+  return total;
+}
+
 // y_hat = (x - mean) / sqrt(var + eps) over n values; returns 1 / sqrt(var + eps).
 template <typename T> T normalise(const T* __restrict x, T* __restrict y_hat, int64_t n) {
-  T mean = 0;
-  for (int64_t k = 0; k < n; ++k) mean += x[k];
-  mean /= n;
-  T var = 0;
-  for (int64_t k = 0; k < n; ++k) var += (x[k] - mean) * (x[k] - mean);
-  var /= n;
+  T mean = sum_over<T>(n, [&](int64_t k) { return x[k]; }) / n;
+  T var = sum_over<T>(n, [&](int64_t k) { return (x[k] - mean) * (x[k] - mean); }) / n;
   T rstd = T(1) / std::sqrt(var + T(LN_EPS));
   for (int64_t k = 0; k < n; ++k) y_hat[k] = (x[k] - mean) * rstd;
   return rstd;
@@ -152,13 +158,8 @@ template <typename T> T normalise(const T* __restrict x, T* __restrict y_hat, in
 template <typename T>
 void normalise_backward(const T* __restrict dy, const T* __restrict y_hat, T rstd,
                         T* __restrict dx, int64_t n) {
-  T mean_dy = 0, mean_dy_y = 0;
-  for (int64_t k = 0; k < n; ++k) {
-    mean_dy += dy[k];
-    mean_dy_y += dy[k] * y_hat[k];
-  }
-  mean_dy /= n;
-  mean_dy_y /= n;
+  T mean_dy = sum_over<T>(n, [&](int64_t k) { return dy[k]; }) / n;
+  T mean_dy_y = sum_over<T>(n, [&](int64_t k) { return dy[k] * y_hat[k]; }) / n;
   for (int64_t k = 0; k < n; ++k) dx[k] = rstd * (dy[k] - mean_dy - y_hat[k] * mean_dy_y);
 }
 
