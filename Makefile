@@ -58,6 +58,9 @@ claims: $(STAMP) ## check every number in README, RESULTS and REPORT against the
 bench: $(STAMP) ## cell speed against torch.nn; writes benchmarks/cells.json
 	$(BIN)/python scripts/bench_cells.py --preset default --memory --out benchmarks/cells.json
 
+bench-zoo: $(STAMP) ## every cell against torch.nn.LSTM in a plain script (about 20 min); writes benchmarks/zoo.json
+	$(BIN)/python scripts/bench_zoo.py --impls fused --out benchmarks/zoo.json
+
 bench-adding: $(STAMP) ## tanh RNN vs LSTM vs GRU on the adding problem; writes benchmarks/adding.json
 	$(BIN)/python scripts/bench_adding.py --out benchmarks/adding.json
 

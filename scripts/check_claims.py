@@ -42,6 +42,7 @@ EVIDENCE = ("benchmarks", "docs")  # where the committed JSONs live
 # phrase may wrap across lines. An entry whose phrase is gone is an error, so the list
 # cannot outlive the text.
 ALLOWED: list[tuple[str, str, str]] = [
+    ("benchmarks/RESULTS.md", "at most 1.3x the hand-written", "issue 16's target"),
     ("README.md", "DLinear's paper: 0.375", "published result, cited"),
     ("README.md", "SegRNN's paper: 0.351", "published result, cited"),
     ("README.md", "caps it near 62.5 %", "arithmetic: 1/2 + 1/(2K) with K = 4"),

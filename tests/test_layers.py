@@ -6,12 +6,15 @@ import pytest
 import torch
 
 import rnnzoo
+from rnnzoo import native
 from tests.helpers import LAYERS, copy_by_name, states
+
+IMPLS = ["loop", "fused", "torch", *(["native"] if native.unavailable() is None else [])]
 
 
 @pytest.mark.parametrize("cell", list(LAYERS))
 @pytest.mark.parametrize("bidirectional", [False, True])
-@pytest.mark.parametrize("impl", ["loop", "fused", "torch"])
+@pytest.mark.parametrize("impl", IMPLS)
 def test_dropout_matches_torch_in_train_and_eval(cell, bidirectional, impl):
     ours_cls, ref_cls, kw = LAYERS[cell]
     args = dict(num_layers=3, dropout=0.5, bidirectional=bidirectional, **kw)
@@ -146,7 +149,7 @@ def test_lengths_may_be_a_list_or_a_tensor():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("cell", list(LAYERS))
-@pytest.mark.parametrize("impl", ["loop", "fused", "torch"])
+@pytest.mark.parametrize("impl", IMPLS)
 def test_cuda_matches_cpu(cell, impl):
     ours_cls, _, kw = LAYERS[cell]
     cpu = ours_cls(5, 6, num_layers=2, bidirectional=True, **kw).double()

@@ -10,12 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from rnnzoo import native
 from tests.helpers import LAYERS, copy_by_name, states, weighted_sum
 
 TOL = {"rtol": 1e-10, "atol": 1e-10}
 IN, H, B, T = 5, 6, 4, 7
 RAGGED = [3, 7, 1, 5]  # unsorted on purpose: torch needs enforce_sorted=False
-IMPLS = ["loop", "fused", "torch"]  # every way a layer can run its recurrence
+# every way a layer can run its recurrence (the compiled loop where it is built)
+IMPLS = ["loop", "fused", "torch", *(["native"] if native.unavailable() is None else [])]
 
 
 def run_pair(cell, num_layers, bidirectional, batch_first, lengths, with_hx, copy, impl, seed=0):
@@ -204,7 +206,7 @@ def test_padded_positions_are_zero_and_ignored(cell, impl):
     batch_first=st.booleans(),
     lengths=st.lists(st.integers(1, 8), min_size=1, max_size=5),
     seed=st.integers(0, 2**16),
-    impl=st.sampled_from(["loop", "fused"]),
+    impl=st.sampled_from([i for i in IMPLS if i != "torch"]),
 )
 def test_random_shapes_match_torch(
     cell, input_size, hidden_size, num_layers, bidirectional, batch_first, lengths, seed, impl

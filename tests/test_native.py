@@ -9,10 +9,6 @@ runs compare exactly too.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -154,19 +150,3 @@ def test_drop_in_equal_to_torch_nn_in_float32():
     (g_ref,) = torch.autograd.grad(out_ref.square().sum(), x)
     (g,) = torch.autograd.grad(out.square().sum(), x)
     torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-5)
-
-
-def test_without_the_extension_layers_fall_back_with_one_line():
-    code = (
-        "import torch, rnnzoo\n"
-        "a = rnnzoo.LSTM(3, 4); b = rnnzoo.GRU(3, 4)\n"
-        "print(a.impl, b.impl)\n"
-        "print(a(torch.randn(5, 2, 3))[0].shape)\n"
-    )
-    env = {**os.environ, "RNNZOO_NATIVE": "0"}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
-    assert done.stdout.split("\n")[0] == "fused fused"
-    notice = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(notice) == 1 and "compiled time loop unavailable (RNNZOO_NATIVE=0)" in notice[0]
