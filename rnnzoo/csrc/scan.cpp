@@ -1,8 +1,10 @@
 // The time loop of every recurrent cell, forward and backward, in compiled code.
 //
-// One call runs one layer and one direction over all T steps. Each step is one matrix
-// product (h_{t-1} W_hh^T) and ONE pass over the batch rows that applies the cell's
-// equations, the regularisers (hidden dropout, zoneout) and the padding rule together.
+// One call runs one layer and one direction over all T steps. Each step is the step's
+// matrix products (h_{t-1} W_hh^T, and x_t W_ih^T: the input is projected here, step by
+// step, LayerNorm included, so no tensor of every step's gates is ever made) and ONE
+// pass over the batch rows that applies the cell's equations, the regularisers (hidden
+// dropout, zoneout) and the padding rule together.
 // Rows of a batch never meet in a recurrence, so each thread runs the whole loop for
 // its own slice of the batch, with no barrier between steps. Backward walks the steps
 // in reverse with the same structure, and the recurrent weight gradient is one matrix
