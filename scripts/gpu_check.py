@@ -177,7 +177,14 @@ def equivalence(args: argparse.Namespace, cap: float, work: Path) -> dict[str, A
     """pytest -m gpu, with the counts and the failing tests' names from JUnit XML."""
     xml = work / "junit.xml"
     cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider"]
-    cmd += [f"--junitxml={xml}", *args.tests]
+    # pytest names a test by its path from the rootdir: tests outside the repository
+    # (the smoke test's stand-in) get their own folder as the rootdir, so their names do
+    # not depend on where the repository and the temporary folder happen to lie
+    tests = [Path(t).resolve() for t in args.tests]
+    folders = [t if t.is_dir() else t.parent for t in tests]
+    inside = all(t.is_relative_to(ROOT) for t in tests)
+    rootdir = ROOT if inside else Path(os.path.commonpath(folders))
+    cmd += [f"--junitxml={xml}", f"--rootdir={rootdir}", *map(str, tests)]
     done = run_child(cmd, cap, child_env())
     counts, failures = junit_counts(xml) if xml.is_file() else ({}, [])
     # On CUDA nothing may be skipped into a pass: at least one test must have run.
