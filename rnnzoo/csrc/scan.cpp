@@ -165,6 +165,31 @@ void normalise_backward(const T* __restrict dy, const T* __restrict y_hat, T rst
   for (int64_t k = 0; k < n; ++k) dx[k] = rstd * (dy[k] - mean_dy - y_hat[k] * mean_dy_y);
 }
 
+// y = LN(x) * gain (+ shift), the normalised values into hat and 1/std into *rstd.
+template <typename T>
+void scaled_norm(const T* __restrict x, T* __restrict hat, T* rstd, const T* __restrict gain,
+                 const T* shift, T* __restrict y, int64_t n) {
+  *rstd = normalise(x, hat, n);
+  for (int64_t k = 0; k < n; ++k) y[k] = hat[k] * gain[k];
+  if (shift != nullptr)
+    for (int64_t k = 0; k < n; ++k) y[k] += shift[k];
+}
+
+// Its backward: the gain's (and shift's) gradients added into their rows, dL/dx into dx
+// (which may be dy's memory: dy is read before dx is written), `scaled` a scratch row.
+template <typename T>
+void scaled_norm_backward(const T* dy, const T* __restrict hat, T rstd, const T* __restrict gain,
+                          T* __restrict gain_acc, T* shift_acc, T* __restrict scaled, T* dx,
+                          int64_t n) {
+  for (int64_t k = 0; k < n; ++k) {
+    gain_acc[k] += dy[k] * hat[k];
+    scaled[k] = dy[k] * gain[k];
+  }
+  if (shift_acc != nullptr)
+    for (int64_t k = 0; k < n; ++k) shift_acc[k] += dy[k];
+  normalise_backward(scaled, hat, rstd, dx, n);
+}
+
 // -- everything one call needs, as raw pointers ------------------------------------------
 
 template <typename T> struct Scan {
@@ -231,10 +256,7 @@ const T* recurrent_part(const Scan<T>& S, const T* R r, T* R sv, int64_t at, int
                         T* R rec) {
   if (S.kind != LAYERNORM_LSTM && S.kind != LAYERNORM_GRU) return r;
   const int64_t G = S.gates;
-  T* R hat = sv + at;
-  sv[rstd_at] = normalise(r, hat, G);
-  const T* R gain = S.ln_hh;
-  for (int64_t j = 0; j < G; ++j) rec[j] = hat[j] * gain[j];
+  scaled_norm(r, sv + at, sv + rstd_at, S.ln_hh, static_cast<const T*>(nullptr), rec, G);
   return rec;
 }
 
@@ -335,12 +357,7 @@ void forward_rows(const Scan<T>& S, int64_t s, int64_t t, const T* gh, const T* 
     T* sv = S.saved == nullptr ? scratch : S.saved + (t * S.batch + b) * S.width;
     if (layernorm(S.kind)) {  // the input part: LN(W_ih x; g_ih) + b_ih
       const int64_t at = input_norm_at(S.kind, H);
-      T* R hat = sv + at;
-      sv[at + G] = normalise(x, hat, G);
-      const T* R gain = S.ln_ih;
-      const T* R shift = S.b_ih;
-      T* R normed = xin;
-      for (int64_t j = 0; j < G; ++j) normed[j] = hat[j] * gain[j] + shift[j];
+      scaled_norm(x, sv + at, sv + at + G, S.ln_ih, S.b_ih, xin, G);
       x = xin;
     }
     T* c_row = c == nullptr ? nullptr : c + b * H;
@@ -477,15 +494,9 @@ void lstm_backward(const Scan<T>& S, const T* R dnew, const T* R dcn, const T* R
       peep_acc[H + k] += dgi[H + k] * c_prev[k];
     }
   }
-  if (S.kind == LAYERNORM_LSTM) {  // through LN(W_hh h) * gain into the raw product
-    const T* R hat = sv + 4 * H;
-    const T* R gain = S.ln_hh;
-    for (int64_t j = 0; j < G; ++j) {
-      ln_acc[j] += dgi[j] * hat[j];
-      tmp[j] = dgi[j] * gain[j];
-    }
-    normalise_backward(tmp, hat, sv[9 * H], dgh, G);
-  }
+  if (S.kind == LAYERNORM_LSTM)  // through LN(W_hh h) * gain into the raw product
+    scaled_norm_backward(dgi, sv + 4 * H, sv[9 * H], S.ln_hh, ln_acc, static_cast<T*>(nullptr),
+                         tmp, dgh, G);
 }
 
 template <typename T>
@@ -525,15 +536,9 @@ void gru_backward(const Scan<T>& S, const T* R dnew, const T* R sv, const T* R h
   }
   if (bias_acc != nullptr)
     for (int64_t j = 0; j < G; ++j) bias_acc[j] += dpost[j];
-  if (S.kind == LAYERNORM_GRU) {
-    const T* R hat = sv + 4 * H;
-    const T* R gain = S.ln_hh;
-    for (int64_t j = 0; j < G; ++j) {
-      ln_acc[j] += dpost[j] * hat[j];
-      tmp[j] = dpost[j] * gain[j];
-    }
-    normalise_backward(tmp, hat, sv[7 * H], dgh, G);
-  }
+  if (S.kind == LAYERNORM_GRU)
+    scaled_norm_backward(dpost, sv + 4 * H, sv[7 * H], S.ln_hh, ln_acc,
+                         static_cast<T*>(nullptr), tmp, dgh, G);
 }
 
 // Rows [b0, b1) of step t. dh, dc: (B, H) dL/d(state after t), replaced by the direct
@@ -628,17 +633,8 @@ void backward_rows(const Scan<T>& S, const Accum<T>& A, int64_t s, int64_t t, co
     }
     if (layernorm(S.kind)) {  // back through LN(W_ih x; g_ih) + b_ih: dgi becomes the raw
       const int64_t at = input_norm_at(S.kind, H);  // product's gradient
-      const T* R hat = sv + at;
-      const T* R gain = S.ln_ih;
-      T* R gain_acc = A.ln_ih + b * G;
-      T* R shift_acc = A.b_ih + b * G;
-      T* R scaled = tmp;
-      for (int64_t j = 0; j < G; ++j) {
-        gain_acc[j] += dgi_row[j] * hat[j];
-        shift_acc[j] += dgi_row[j];
-        scaled[j] = dgi_row[j] * gain[j];
-      }
-      normalise_backward(scaled, hat, sv[at + G], dgi_row, G);
+      scaled_norm_backward(dgi_row, sv + at, sv[at + G], S.ln_ih, A.ln_ih + b * G,
+                           A.b_ih + b * G, tmp, dgi_row, G);
     }
   }
 }
