@@ -403,6 +403,7 @@ def _write_run_files(
         "processes": world.size,
         "seed": config.train.seed,
         "git_commit": _git_commit(),
+        "notes": list(task.notes),  # what the task chose from the data (a split, say)
     }
     run_folder.add_session(run_dir, session)
     if not resumed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import tarfile
 from pathlib import Path
 
@@ -28,8 +29,18 @@ def add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def make_archive(path: Path, splits=("train", "test"), n: int = 12) -> Path:
-    """An archive in aclImdb's layout, with the oddities real files have."""
+def movie_url(split: str, polarity: str, i: int) -> str:
+    """The fixture's movie of review i: three reviews a movie, pos and neg apart, and
+    (as in the real files) the test split's movies are not train's."""
+    code = {"train": 1, "test": 2, "unsup": 3}[split] * 10 + {"pos": 1, "neg": 2, "u": 3}[polarity]
+    return f"http://www.imdb.com/title/tt{code}{i // 3:04d}/usercomments"
+
+
+def make_archive(
+    path: Path, splits=("train", "test"), n: int = 12, urls: bool = True, unsup: int = 0
+) -> Path:
+    """An archive in aclImdb's layout, with the oddities real files have; ``urls``: the
+    url files that give each review's movie; ``unsup``: unlabeled reviews in train."""
     with tarfile.open(path, "w:gz") as tar:
         add(tar, "aclImdb/README", b"fixture")
         for split in splits:
@@ -38,6 +49,14 @@ def make_archive(path: Path, splits=("train", "test"), n: int = 12) -> Path:
                 add(tar, f"aclImdb/{split}/neg/{i}_{1 + i % 4}.txt", BAD[i % 3].encode())
             add(tar, f"aclImdb/{split}/pos/{n}_10.txt", b"caf\xe9 great \xff\xfe wonderful")
             add(tar, f"aclImdb/{split}/neg/{n}_1.txt", b"")  # an empty review
+            for polarity in ("pos", "neg") if urls else ():
+                lines = "".join(movie_url(split, polarity, i) + "\n" for i in range(n + 1))
+                add(tar, f"aclImdb/{split}/urls_{polarity}.txt", lines.encode())
+        for i in range(unsup if "train" in splits else 0):
+            add(tar, f"aclImdb/train/unsup/{i}_0.txt", f"unlabeled review {i}".encode())
+        if unsup and "train" in splits:
+            lines = "".join(movie_url("unsup", "u", i) + "\n" for i in range(unsup))
+            add(tar, "aclImdb/train/urls_unsup.txt", lines.encode())
         # members that must never be read: a link out of the tree, a path escape
         link = tarfile.TarInfo("aclImdb/train/pos/99_9.txt")
         link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
@@ -93,10 +112,66 @@ def test_folder_and_cache_give_the_same_reviews(archive: Path, tmp_path: Path):
 
 def test_validation_split_is_seeded_and_disjoint(archive: Path):
     reviews = imdb.read_split(archive, "train")
-    train, val = imdb.train_val_split(reviews, 0.25, seed=3)
-    again, _ = imdb.train_val_split(reviews, 0.25, seed=3)
+    train, val = imdb.train_val_split(reviews, 0.25, seed=3, by_movie=False)
+    again, _ = imdb.train_val_split(reviews, 0.25, seed=3, by_movie=False)
     assert train == again and len(val) == round(26 * 0.25)
     assert not set(train) & set(val) and len(train) + len(val) == 26
+
+
+def test_each_review_knows_its_movie_from_the_url_files(archive: Path):
+    reviews = imdb.read_split(archive, "train")
+    assert imdb.grouped(reviews)
+    for r in reviews:  # line i of urls_<polarity>.txt is review i's movie page
+        assert r.movie == f"tt1{1 if r.label == 1 else 2}{r.id // 3:04d}"
+    assert not {r.movie for r in reviews} & {r.movie for r in imdb.read_split(archive, "test")}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_validation_holds_whole_movies(tmp_path: Path, monkeypatch, seed: int):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    reviews = imdb.read_split(make_archive(tmp_path / "a.tar.gz", n=40), "train")
+    train, val = imdb.train_val_split(reviews, 0.2, seed=seed)
+    assert not {r.movie for r in train} & {r.movie for r in val}  # no movie on both sides
+    assert sorted(train + val, key=lambda r: (r.label, r.id)) == reviews
+    # whole movies of three reviews: the share is reached within one movie's reviews
+    assert round(82 * 0.2) <= len(val) < round(82 * 0.2) + 3
+    assert imdb.train_val_split(reviews, 0.2, seed=seed) == (train, val)  # seeded
+    _, other = imdb.train_val_split(reviews, 0.2, seed=seed + 10)
+    assert {r.movie for r in other} != {r.movie for r in val}
+    # a random split of the same reviews does put movies on both sides
+    rtrain, rval = imdb.train_val_split(reviews, 0.2, seed=seed, by_movie=False)
+    assert {r.movie for r in rtrain} & {r.movie for r in rval}
+
+
+def test_unlabeled_reviews_are_their_own_split(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    source = make_archive(tmp_path / "a.tar.gz", unsup=5)
+    unsup = imdb.load_split(source, "unsup")
+    assert [r.text for r in unsup] == [f"unlabeled review {i}" for i in range(5)]
+    assert {r.label for r in unsup} == {-1} and unsup[2].movie == "tt330000"
+    assert len(imdb.read_split(source, "train")) == 26  # the labelled split leaves them out
+    assert imdb.load_split(source, "unsup") == unsup  # from the cache
+    no_unsup = make_archive(tmp_path / "b.tar.gz")
+    with pytest.raises(imdb.DataError, match="no aclImdb/train/unsup files"):
+        imdb.read_split(no_unsup, "unsup")
+
+
+def test_the_run_says_how_validation_was_drawn(config: Path, tmp_path: Path):
+    result = runner.invoke(app, ["train", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "validation: 7 of 26 training reviews, 3 whole movies (none of them in training)" in (
+        result.output
+    )
+    run = json.loads((tmp_path / "runs" / "imdb" / "run.json").read_text())
+    assert any("whole movies" in note for note in run["sessions"][0]["notes"])
+    # a copy without the url files: a random split, and the run says why
+    raw = yaml.safe_load(config.read_text())
+    raw["data"]["path"] = str(make_archive(tmp_path / "no_urls.tar.gz", urls=False))
+    raw["output"]["name"] = "no_urls"
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["train", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "drawn at random, not by movie" in result.output and "urls_pos.txt" in result.output
 
 
 def test_tokenizer_round_trip_and_truncation(tmp_path: Path):

@@ -6,8 +6,14 @@ in ``$RNNZOO_DATA_DIR``, then in the cache folder (``~/.cache/rnnzoo``), then do
 the official archive, verifies its MD5 and keeps it in the cache.
 
 Archives are read member by member and never extracted, so a hostile archive cannot
-write anywhere: only regular files named ``aclImdb/<split>/<pos|neg>/<id>_<rating>.txt``
-are read at all.
+write anywhere: only regular files named ``aclImdb/<split>/<pos|neg|unsup>/<id>_<rating>.txt``
+and ``aclImdb/<split>/urls_<pos|neg|unsup>.txt`` are read at all.
+
+Each review knows its movie where the source has the url files (line i of
+``urls_pos.txt`` is the IMDB page of the movie of ``pos/i_*.txt``). IMDB's train and test
+splits hold disjoint movies, and reviews of one movie share names and words, so the
+validation split is grouped by movie (``train_val_split``): a random 20 % of the reviews
+would share movies with the training part and flatter every setting chosen on it.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import urllib.error
 import urllib.request
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -34,18 +40,23 @@ from rnnzoo.errors import DataError
 URL = "http://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
 ARCHIVE = "aclImdb_v1.tar.gz"
-SPLITS = ("train", "test")  # what the source holds; "val" is carved out of train
-_MEMBER = re.compile(r"^(?:\./)?aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+SPLITS = ("train", "test", "unsup")  # what the source holds; "val" is carved out of train
+_MEMBER = re.compile(r"^(?:\./)?aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
+_URLS = re.compile(r"^(?:\./)?aclImdb/(train|test)/urls_(pos|neg|unsup)\.txt$")
+CACHE_VERSION = 2  # bump when a parsed review gains a field: older caches are rebuilt
 
 
 @dataclasses.dataclass(frozen=True)
 class Review:
-    """One review: its text (decoded, markup removed), label (pos 1, neg 0), stars 1-10."""
+    """One review: its text (decoded, markup removed), label (pos 1, neg 0, unlabeled
+    -1), stars 1-10 (0 unlabeled), and its movie (the IMDB title id from the url files,
+    "" where the source has none)."""
 
     text: str
     label: int
     rating: int
     id: int
+    movie: str = ""
 
 
 def cache_dir() -> Path:
@@ -106,16 +117,34 @@ def fetch(url: str, target: Path, md5: str) -> None:
 
 
 def read_split(source: Path, split: str) -> list[Review]:
-    """Every review of ``split`` ("train" or "test") in ``source``, in a fixed order."""
+    """Every review of ``split`` in ``source``, in a fixed order: "train" or "test" (the
+    labelled reviews), or "unsup" (the 50,000 unlabeled ones, ``train/unsup``)."""
     if split not in SPLITS:
         raise DataError(f"IMDB has no split {split!r} in its files; valid: {', '.join(SPLITS)}")
-    reviews = sorted(_read(source, split), key=lambda r: (r.label, r.id))
+    found, urls = _read(source, split)
+    reviews = sorted(found, key=lambda r: (r.label, r.id))
     if not reviews:
+        where = "train/unsup" if split == "unsup" else f"{split}/pos or neg"
         raise DataError(
-            f"{source} holds no {split!r} split (no aclImdb/{split}/pos or neg "
-            "files); give a copy of the data that has it"
+            f"{source} holds no {split!r} split (no aclImdb/{where} files); "
+            "give a copy of the data that has it"
         )
-    return reviews
+    return [dataclasses.replace(r, movie=_movie(urls, r)) for r in reviews]
+
+
+def _movie(urls: dict[str, list[str]], review: Review) -> str:
+    """The review's movie: the title id in line ``id`` of its url file, else ""."""
+    lines = urls.get({1: "pos", 0: "neg", -1: "unsup"}[review.label], [])
+    if review.id >= len(lines):
+        return ""
+    url = lines[review.id].strip()
+    match = re.search(r"/title/(tt\d+)", url)
+    return match.group(1) if match else url
+
+
+def _parts(split: str) -> tuple[str, tuple[str, ...]]:
+    """The folder of ``split`` in the archive and the subfolders that hold it."""
+    return ("train", ("unsup",)) if split == "unsup" else (split, ("pos", "neg"))
 
 
 def clean(raw: bytes) -> str:
@@ -124,30 +153,46 @@ def clean(raw: bytes) -> str:
     return re.sub(r"<br\s*/?>", " ", text, flags=re.IGNORECASE).strip()
 
 
-def _read(source: Path, split: str) -> Iterator[Review]:
+def _read(source: Path, split: str) -> tuple[list[Review], dict[str, list[str]]]:
+    """The reviews of ``split`` and the lines of its url files, by polarity."""
+    folder, kinds = _parts(split)
+    reviews: list[Review] = []
+    urls: dict[str, list[str]] = {}
+
+    def take(name: str, read: Callable[[], bytes]) -> None:
+        if (match := _MEMBER.match(name) or _URLS.match(name)) is None:
+            return  # not a review, not a url file: never read
+        if match.group(1) != folder or match.group(2) not in kinds:
+            return  # another split
+        if match.re is _URLS:
+            urls[match.group(2)] = read().decode("utf-8", errors="replace").splitlines()
+        elif (review := _review(name, read())) is not None:
+            reviews.append(review)
+
     if source.is_dir():
         root = source if source.name == "aclImdb" else source / "aclImdb"
-        for path in sorted((root / split).glob("*/*.txt")):
-            review = _review(f"aclImdb/{split}/{path.parent.name}/{path.name}", path.read_bytes())
-            if review is not None:
-                yield review
-        return
+        for path in sorted((root / folder).glob("urls_*.txt")):
+            if path.is_file():
+                take(f"aclImdb/{folder}/{path.name}", path.read_bytes)
+        for kind in kinds:
+            for path in sorted((root / folder / kind).glob("*.txt")):
+                if path.is_file():
+                    take(f"aclImdb/{folder}/{kind}/{path.name}", path.read_bytes)
+        return reviews, urls
     try:
         with tarfile.open(source, "r:*") as archive:
             for member in archive:
-                match = _MEMBER.match(member.name)
-                if not member.isfile() or match is None or match.group(1) != split:
-                    continue  # links, folders, other splits: never touched
+                if not member.isfile():
+                    continue  # links, folders: never touched
                 f = archive.extractfile(member)
                 if f is not None:
-                    review = _review(member.name, f.read())
-                    if review is not None:
-                        yield review
+                    take(member.name, f.read)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError) as err:
         raise DataError(
             f"{source} is not a readable IMDB archive ({err}); download it again "
             "or give an extracted aclImdb/ folder"
         ) from None
+    return reviews, urls
 
 
 def _review(name: str, raw: bytes) -> Review | None:
@@ -155,15 +200,17 @@ def _review(name: str, raw: bytes) -> Review | None:
     if match is None:
         return None
     _, polarity, review_id, rating = match.groups()
-    return Review(clean(raw), 1 if polarity == "pos" else 0, int(rating), int(review_id))
+    label = {"pos": 1, "neg": 0, "unsup": -1}[polarity]
+    return Review(clean(raw), label, int(rating), int(review_id))
 
 
 def load_split(source: Path, split: str, use_cache: bool = True) -> list[Review]:
     """``read_split`` with a parsed copy kept in the cache folder, keyed by the source's
     path, size and modification time, so the second load skips decompression."""
     stat = source.stat()
-    key = hashlib.sha1(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{split}".encode())
-    cached = cache_dir() / "parsed" / f"imdb-{split}-{key.hexdigest()[:16]}.json.gz"
+    key = f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{split}|{CACHE_VERSION}"
+    digest = hashlib.sha1(key.encode())
+    cached = cache_dir() / "parsed" / f"imdb-{split}-{digest.hexdigest()[:16]}.json.gz"
     if use_cache and cached.is_file():
         try:
             rows = json.loads(gzip.decompress(cached.read_bytes()))
@@ -185,13 +232,37 @@ def load_split(source: Path, split: str, use_cache: bool = True) -> list[Review]
     return reviews
 
 
+def grouped(reviews: list[Review]) -> bool:
+    """Whether every review knows its movie, so that a split can be grouped by movie."""
+    return bool(reviews) and all(r.movie for r in reviews)
+
+
 def train_val_split(
-    reviews: list[Review], val_fraction: float, seed: int
+    reviews: list[Review], val_fraction: float, seed: int, by_movie: bool = True
 ) -> tuple[list[Review], list[Review]]:
-    """A seeded split of the training reviews: (train, val)."""
+    """A seeded split of the training reviews: (train, val), each in ``reviews``' order.
+
+    ``by_movie`` (where every review knows its movie, see ``grouped``): whole movies, in
+    a seeded random order, go to validation until it holds ``val_fraction`` of the
+    reviews, so no movie is on both sides. Otherwise single reviews are drawn."""
     gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(reviews), generator=gen).tolist()
     n_val = round(len(reviews) * val_fraction)
-    val = sorted(order[:n_val])
-    train = sorted(order[n_val:])
-    return [reviews[i] for i in train], [reviews[i] for i in val]
+    if by_movie and grouped(reviews):
+        movies = sorted({r.movie for r in reviews})
+        held: set[str] = set()
+        count = dict.fromkeys(movies, 0)
+        for r in reviews:
+            count[r.movie] += 1
+        taken = 0
+        for i in torch.randperm(len(movies), generator=gen).tolist():
+            if taken >= n_val:
+                break
+            held.add(movies[i])
+            taken += count[movies[i]]
+        in_val = [r.movie in held for r in reviews]
+    else:
+        chosen = set(torch.randperm(len(reviews), generator=gen)[:n_val].tolist())
+        in_val = [i in chosen for i in range(len(reviews))]
+    train = [r for r, v in zip(reviews, in_val, strict=True) if not v]
+    val = [r for r, v in zip(reviews, in_val, strict=True) if v]
+    return train, val

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -23,13 +23,22 @@ class ReviewData(Section):
     )
     download: bool = Field(True, description="fetch the official archive if no copy is found")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="of train, seeded")
+    val_split: Literal["movie", "random"] = Field(
+        "movie",
+        description="movie: whole movies held out (needs the url files), random: single reviews",
+    )
     seed: int = 0
     cache: bool = Field(True, description="keep parsed reviews in ~/.cache/rnnzoo")
 
 
 class ReviewSplits(Task):
     """A task on IMDB's reviews: train, a seeded validation part of it, and test, each
-    read once (``ReviewData`` says from where)."""
+    read once (``ReviewData`` says from where).
+
+    Validation holds whole movies by default (``rnnzoo.data.imdb.train_val_split``), as
+    test does: its reviews share no movie with the training part. A copy without the
+    url files (``aclImdb/train/urls_{pos,neg}.txt``) falls back to single reviews, and
+    the run's notes say so."""
 
     def __init__(self, data: Any) -> None:
         super().__init__(data)
@@ -46,8 +55,10 @@ class ReviewSplits(Task):
                 self._splits["test"] = imdb.load_split(source, "test", d.cache)
             else:
                 reviews = imdb.load_split(source, "train", d.cache)
-                train, val = imdb.train_val_split(reviews, d.val_fraction, d.seed)
+                by_movie = d.val_split == "movie"
+                train, val = imdb.train_val_split(reviews, d.val_fraction, d.seed, by_movie)
                 self._splits.update(train=train, val=val)
+                self.notes.append(_split_note(source, train, val, by_movie))
         return self._splits[split]
 
     def has_split(self, split: str) -> bool:
@@ -57,6 +68,23 @@ class ReviewSplits(Task):
         except DataError:
             return False
         return True
+
+
+def _split_note(source: Path, train: list[Any], val: list[Any], by_movie: bool) -> str:
+    """The run's line on how validation was drawn."""
+    from rnnzoo.data.imdb import grouped
+
+    share = f"{len(val):,} of {len(train) + len(val):,} training reviews"
+    if by_movie and grouped(train + val):
+        movies = len({r.movie for r in val})
+        return f"validation: {share}, {movies:,} whole movies (none of them in training)"
+    if by_movie:
+        return (
+            f"validation: {share} drawn at random, not by movie: {source} lacks "
+            "aclImdb/train/urls_pos.txt and urls_neg.txt for some reviews, so reviews of "
+            "one movie may sit on both sides (validation then flatters the model)"
+        )
+    return f"validation: {share} drawn at random (data.val_split: random)"
 
 
 @TASKS.register("imdb")
