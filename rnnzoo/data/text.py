@@ -1,7 +1,9 @@
 """Text to token ids with HF ``tokenizers``: fitted on training text only, saved to JSON.
 
-Word-level vocabulary by default (lowercased, split into words and punctuation), BPE as
-an option. Id 0 is padding and id 1 the unknown token, in both.
+Word-level vocabulary by default (lowercased, split into words and punctuation), BPE
+and single characters (every character a token, spaces and newlines included, case
+kept) as options. Id 0 is padding and id 1 the unknown token, in all three; special
+tokens asked for (a language model's ``[EOS]``) follow.
 """
 
 from __future__ import annotations
@@ -14,30 +16,44 @@ import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from torch import Tensor
 
-PAD, UNK = "[PAD]", "[UNK]"
+PAD, UNK, EOS = "[PAD]", "[UNK]", "[EOS]"
 PAD_ID = 0
+KINDS = ("word", "bpe", "char")
 
 
 def fit_tokenizer(
-    texts: Sequence[str], kind: str = "word", vocab_size: int = 20_000, min_frequency: int = 2
+    texts: Sequence[str],
+    kind: str = "word",
+    vocab_size: int = 20_000,
+    min_frequency: int = 2,
+    lowercase: bool | None = None,
+    specials: Sequence[str] = (),
 ) -> Tokenizer:
-    """A tokenizer whose vocabulary is learned from ``texts`` (the training split only)."""
-    if kind == "word":
+    """A tokenizer whose vocabulary is learned from ``texts`` (the training split only).
+
+    ``lowercase`` None: lowercase words and BPE pieces, keep the case of characters.
+    ``specials``: tokens added after [PAD] and [UNK] (ids 2, 3, ...), never split."""
+    special_tokens = [PAD, UNK, *specials]
+    if kind in ("word", "char"):  # a char vocabulary is a word-level one over characters
         tok = Tokenizer(models.WordLevel(unk_token=UNK))
         trainer: trainers.Trainer = trainers.WordLevelTrainer(
-            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, UNK]
+            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=special_tokens
         )
     elif kind == "bpe":
         tok = Tokenizer(models.BPE(unk_token=UNK))
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, UNK]
+            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=special_tokens
         )
     else:
-        raise ValueError(f"unknown tokenizer {kind!r}; valid: word, bpe")
-    tok.normalizer = normalizers.Sequence(
-        [normalizers.Replace("<br />", " "), normalizers.NFKC(), normalizers.Lowercase()]
+        raise ValueError(f"unknown tokenizer {kind!r}; valid: {', '.join(KINDS)}")
+    steps = [normalizers.Replace("<br />", " "), normalizers.NFKC()]
+    if lowercase if lowercase is not None else kind != "char":
+        steps.append(normalizers.Lowercase())
+    tok.normalizer = normalizers.Sequence(steps)
+    # "" splits between every two characters and keeps each: spaces and newlines too
+    tok.pre_tokenizer = (
+        pre_tokenizers.Split("", "isolated") if kind == "char" else pre_tokenizers.Whitespace()
     )
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
     assert tok.token_to_id(PAD) == PAD_ID
     return tok
@@ -86,3 +102,27 @@ def encode(tok: Tokenizer, texts: Sequence[str], max_len: int, side: str = "head
                 ids = ids[:first] + ids[len(ids) - (max_len - first) :]
         out.append(torch.tensor(ids, dtype=torch.int32))
     return out
+
+
+def encode_documents(tok: Tokenizer, docs: Sequence[str]) -> Tensor:
+    """One stream of token ids for a language model: every document preceded by the
+    tokenizer's ``[EOS]``, and one more at the end, (N,) int32. A document is a text of
+    its own (a review, a file), and the model learns where one ends and the next starts;
+    one that encodes to no tokens is left out."""
+    eos = tok.token_to_id(EOS)
+    assert eos is not None, "the tokenizer has no [EOS] token"
+    mark = torch.tensor([eos], dtype=torch.int32)
+    parts = [mark]
+    for enc in _encodings(tok, docs):
+        if enc.ids:
+            parts += [torch.tensor(enc.ids, dtype=torch.int32), mark]
+    return torch.cat(parts)
+
+
+def decode(tok: Tokenizer, ids: Sequence[int], kind: str) -> str:
+    """Token ids back to text: characters joined as they are, words and BPE pieces with
+    a space between two; [UNK] shows as U+FFFD for characters, as [UNK] otherwise."""
+    tokens = [tok.id_to_token(i) or UNK for i in ids]
+    if kind == "char":
+        return "".join("\ufffd" if t == UNK else t for t in tokens)
+    return " ".join(tokens)
