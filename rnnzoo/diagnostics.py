@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from rnnzoo import checkpoint, run_folder
 from rnnzoo.data.batches import Batch
+from rnnzoo.data.sampling import batched
 from rnnzoo.errors import ConfigError
 from rnnzoo.layers import Recurrent
 from rnnzoo.tasks import Task
@@ -67,9 +68,10 @@ def diagnose(run_dirs: Sequence[Path], out: Path, which: str = "best") -> dict[s
         config, task, trained = load_run(run_dir, which)
         checkpoint.seed_everything(config.train.seed)  # as training did before building
         initial = build_model(config.model, task.io)
-        data = task.dataset("val")
-        size = min(config.train.eval_batch_size or config.train.batch_size, len(data))  # type: ignore[arg-type]
-        batch = data.__getitems__(list(range(size)))  # type: ignore[attr-defined]
+        wanted = config.train.eval_batch_size or config.train.batch_size
+        data = batched(task.dataset("val"), wanted)  # a token stream: chunk 0 of each stream
+        size = min(wanted, len(data))
+        batch = data.__getitems__(list(range(size)))
         lines = run_folder.read_jsonl(run_dir / "metrics.jsonl")
         clipped = [x["train_clipped"] for x in lines if "train_clipped" in x]
         result = {

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from rnnzoo.data.batches import Batch
-from rnnzoo.data.sampling import eval_batches
+from rnnzoo.data.sampling import batched, eval_batches
 from rnnzoo.distributed import World, all_sum
 from rnnzoo.tasks import Task
 
@@ -56,11 +56,14 @@ def evaluate(
     world: World | None = None,
     precision: str = "fp32",
 ) -> dict[str, float]:
-    """Loss and metrics of ``model`` over ``dataset``; each process takes a shard."""
+    """Loss and metrics of ``model`` over ``dataset``; each process takes a shard.
+
+    A contiguous dataset (a token stream) is read as ``batch_size`` parallel streams."""
     world = world or World()
     was_training = model.training
     model.eval()
     totals = Totals(device)
+    dataset = batched(dataset, batch_size)
     # length-sorted: less padding, and the same sums (metrics do not depend on order)
     shards = eval_batches(dataset, batch_size, world)
     for batch in loader(dataset, shards, 0, device, seed=0):

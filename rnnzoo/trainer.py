@@ -26,7 +26,7 @@ from tqdm import tqdm
 from rnnzoo import checkpoint, run_folder
 from rnnzoo.config import Config
 from rnnzoo.data.batches import Batch
-from rnnzoo.data.sampling import EpochBatches
+from rnnzoo.data.sampling import EpochBatches, batched
 from rnnzoo.distributed import World, all_sum, gather_bytes
 from rnnzoo.errors import ConfigError, Interrupted, TrainingDiverged
 from rnnzoo.evaluation import Totals, autocast, evaluate, loader
@@ -78,12 +78,16 @@ class Trainer:
             valid = ", ".join(sorted(task.modes))
             raise ConfigError(f"train.metric {self.metric!r} is not one of this task's: {valid}")
         self.mode = task.modes[self.metric]
-        self.train_data, self.val_data = task.dataset("train"), task.dataset("val")
-        n_train = len(self.train_data)  # type: ignore[arg-type]
+        # a token stream is cut into as many parallel streams as a batch has rows
+        self.train_data: Dataset[Batch] = batched(task.dataset("train"), self.cfg.batch_size)
+        eval_size = self.cfg.eval_batch_size or self.cfg.batch_size
+        self.val_data: Dataset[Batch] = batched(task.dataset("val"), eval_size)
+        n_train = len(self.train_data)
         self.batches = EpochBatches(
             n_train, self.cfg.batch_size, self.cfg.seed, self.world,
             lengths=getattr(self.train_data, "lengths", None),  # bucketing, where the
             bucket=getattr(self.train_data, "bucket", 1),  # dataset has lengths
+            contiguous=getattr(self.train_data, "contiguous", False),  # streams: in order
         )  # fmt: skip
         total = len(self.batches) * self.cfg.epochs
         if self.cfg.max_steps is not None:

@@ -26,6 +26,10 @@ class EpochBatches(Sampler[list[int]]):
 
     A final global batch smaller than the number of processes is dropped (some process
     would get nothing); with one process only an empty batch could be dropped.
+
+    ``contiguous`` (a dataset of parallel streams, ``rnnzoo.data.streams``): batch b is
+    samples b * batch_size ... (b + 1) * batch_size - 1, in order, every epoch; no
+    shuffling, no bucketing. Each process then reads the same streams in every batch.
     """
 
     def __init__(
@@ -36,10 +40,13 @@ class EpochBatches(Sampler[list[int]]):
         world: World | None = None,
         lengths: Sequence[int] | None = None,
         bucket: int = 1,
+        contiguous: bool = False,
     ) -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.world = world or World()
-        self.lengths, self.bucket = lengths, bucket
+        self.lengths, self.bucket, self.contiguous = lengths, bucket, contiguous
+        if contiguous:
+            check_streams(batch_size, self.world, "train.batch_size")
         full, rest = divmod(n, batch_size)
         self.num_batches = full + (1 if rest >= self.world.size else 0)
         if self.num_batches == 0:
@@ -62,9 +69,11 @@ class EpochBatches(Sampler[list[int]]):
         return len(self._batches[index])
 
     def _global_batches(self) -> list[list[int]]:
+        size = self.batch_size
+        if self.contiguous:
+            return [list(range(b * size, (b + 1) * size)) for b in range(self.num_batches)]
         gen = torch.Generator().manual_seed(self.epoch_seed())
         order = torch.randperm(self.n, generator=gen).tolist()
-        size = self.batch_size
         if self.lengths is not None and self.bucket > 1:
             order = length_sorted(order, self.lengths, size * self.bucket)
         batches = [order[b * size : (b + 1) * size] for b in range(self.num_batches)]
@@ -123,7 +132,19 @@ def eval_batches(dataset: Any, batch_size: int, world: World | None = None) -> l
     """``shard_batches`` of a dataset, length-sorted where it has ``lengths``.
 
     Its ``bucket`` (a task's ``data.bucket``: 1 turns sorting off) sets the chunk; a
-    dataset with lengths and no such key is sorted in chunks of ``EVAL_BUCKET``."""
+    dataset with lengths and no such key is sorted in chunks of ``EVAL_BUCKET``.
+
+    A ``contiguous`` dataset (``batched`` to its streams first) is read in order: batch c
+    is chunk c of every stream, and process r takes streams r, r + world, ... of it, the
+    same in every batch; ``batch_size`` is then its number of streams."""
+    if getattr(dataset, "contiguous", False):
+        world = world or World()
+        streams = dataset.streams
+        check_streams(streams, world, "train.eval_batch_size")
+        return [
+            list(range(c * streams, (c + 1) * streams))[world.rank :: world.size]
+            for c in range(len(dataset) // streams)
+        ]
     lengths = getattr(dataset, "lengths", None)
     if isinstance(lengths, torch.Tensor):
         lengths = lengths.tolist()
@@ -136,3 +157,21 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     order by the caller (``predict``): similar lengths share a batch, little padding."""
     order = length_sorted(list(range(len(lengths))), lengths, max(len(lengths), 1))
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def batched(dataset: Any, batch_size: int) -> Any:
+    """The dataset as batches of ``batch_size`` read it: a ``contiguous`` one (a token
+    stream) cut into that many parallel streams, any other as it is."""
+    if getattr(dataset, "contiguous", False):
+        return dataset.with_streams(batch_size)
+    return dataset
+
+
+def check_streams(streams: int, world: World, key: str) -> None:
+    """Every process needs a stream of its own: the global batch is split over them."""
+    if streams < world.size:
+        raise ConfigError(
+            f"{key} {streams}: a batch of parallel text streams needs at least one stream "
+            f"for each of the {world.size} processes",
+            f"set {key} to {world.size} or more",
+        )
