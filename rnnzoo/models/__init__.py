@@ -1,16 +1,18 @@
 """Models for the tasks, registered by name in ``MODELS``."""
 
-from rnnzoo.models import generator, seq2seq, tagger  # noqa: F401 - registers
+from rnnzoo.models import generator, language_model, seq2seq, tagger  # noqa: F401 - registers
 from rnnzoo.models.base import MODELS, RecurrentArgs, build_model, list_models
 from rnnzoo.models.baselines import LinearForecaster, RepeatLast, SeasonalNaive
 from rnnzoo.models.classifier import SequenceClassifier
 from rnnzoo.models.forecast import Forecaster, SegRNN, Seq2SeqForecaster
+from rnnzoo.models.language_model import LanguageModel
 from rnnzoo.models.many_to_many import ManyToMany
 from rnnzoo.models.many_to_one import ManyToOne
 
 __all__ = [
     "MODELS",
     "Forecaster",
+    "LanguageModel",
     "LinearForecaster",
     "ManyToMany",
     "ManyToOne",

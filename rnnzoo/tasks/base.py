@@ -25,7 +25,7 @@ Sums = dict[str, tuple[Tensor, Tensor]]
 """Metric name -> (sum over the batch, number of items summed)."""
 
 
-Output = Literal["one", "per_step", "horizon", "sequence", "next_token"]
+Output = Literal["one", "per_step", "horizon", "sequence", "next_token", "language_model"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +40,9 @@ class ModelIO:
     * ``sequence``: an output sequence of its own length, up to ``max_output_len``
       tokens from a vocabulary of ``output_size`` (sequence-to-sequence);
     * ``next_token``: scores of the next token at each step, (B, T, output_size),
-      given a condition, one of ``num_conditions`` classes (a conditional generator).
+      given a condition, one of ``num_conditions`` classes (a conditional generator);
+    * ``language_model``: scores of the next token at each step, (B, T, output_size),
+      from (B, T) token ids alone, the model's state carried from batch to batch.
 
     ``char_vocab_size``: token inputs that also spell each word, (B, T, 1 + C): the
     word id, then the ids of its C characters (0: padding); None: plain ids (B, T).
