@@ -158,7 +158,7 @@ def test_every_shipped_config_loads_validates_and_builds(path: Path):
     else:
         steps = {
             "one": (), "per_step": (x.shape[1],), "horizon": (io.horizon,),
-            "next_token": (x.shape[1] - 1,),
+            "next_token": (x.shape[1] - 1,), "language_model": (x.shape[1],),
         }[io.output]  # fmt: skip
         assert out.shape == (2, *steps, io.output_size)
     if "naive" not in config.model.name and "repeat" not in config.model.name:

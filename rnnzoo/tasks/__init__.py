@@ -1,6 +1,7 @@
 """Tasks: data, loss, metrics and outputs, one module per task; ``TASKS`` names them."""
 
 from rnnzoo.tasks import (  # noqa: F401 - registers
+    language_model,
     numbers,
     pos_tagging,
     review_generation,
