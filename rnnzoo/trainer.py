@@ -114,6 +114,11 @@ class Trainer:
             while not self.finished():
                 started = self._clock = time.perf_counter()
                 done, train = self._train_epoch()
+                # An unfinished epoch's checkpoint keeps the model as training left it:
+                # scoring may reset what a model carries from batch to batch (a language
+                # model's state), and the resumed epoch goes on from there. (References,
+                # not copies: scoring changes no parameter.)
+                trained = None if done else self.model.state_dict()
                 release_free_memory()  # the epoch's autograd buffers are gone
                 if self._stopping():
                     # the interrupted epoch's time counts against train.max_minutes too
@@ -131,9 +136,9 @@ class Trainer:
                 seconds = time.perf_counter() - started
                 p.seconds, self._clock = p.seconds + seconds, time.perf_counter()
                 improved = self._record(train, val, seconds, done)
-                self.save("last")
+                self.save("last", trained)
                 if improved:
-                    self.save("best")
+                    self.save("best", trained)
         return p
 
     def finished(self) -> bool:
@@ -301,14 +306,15 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------
 
-    def save(self, kind: str) -> None:
+    def save(self, kind: str, model_state: dict[str, Any] | None = None) -> None:
         """Write ``checkpoints/<kind>.pt`` atomically (rank 0 writes; every process
-        calls it, to hand over what is its own)."""
+        calls it, to hand over what is its own); ``model_state``: the model's state_dict
+        to write, None: as it is now."""
         own = self._own_state_of_every_process()
         if self.run_dir is None or not self.world.is_main:
             return
         state: dict[str, Any] = {
-            "model": self.model.state_dict(),
+            "model": self.model.state_dict() if model_state is None else model_state,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": own[0]["rng"],

@@ -230,6 +230,51 @@ def test_ctrl_c_then_a_budget_stop_then_resume_on_a_forecast(forecast_config: Pa
     assert (run / "forecast.json").read_text() == (straight / "forecast.json").read_text()
 
 
+@pytest.fixture
+def lm_config(tmp_path: Path) -> Path:
+    """A character language model that carries its state from batch to batch, with
+    every dropout it has and a tied decoder behind a projection; 3 batches an epoch."""
+    from tests.test_language_model import TEXT
+
+    (tmp_path / "text.txt").write_text(TEXT)
+    config = {
+        "task": "language_model",
+        "data": {"path": str(tmp_path / "text.txt"), "tokenizer": "char", "vocab_size": 60,
+                 "min_frequency": 1, "bptt": 20},
+        "model": {"name": "language_model", "cell": "lstm", "embedding_dim": 6,
+                  "hidden_size": 8, "num_layers": 2, "dropout": 0.3, "input_dropout": 0.2,
+                  "weight_drop": 0.2, "word_dropout": 0.1, "embedding_dropout": 0.1,
+                  "head_dropout": 0.1, "tie_weights": True},
+        "train": {"epochs": 2, "batch_size": 3, "lr": 0.01, "schedule": "plateau",
+                  "plateau_patience": 0, "device": "cpu", "seed": 3},
+    }  # fmt: skip
+    return write_config(tmp_path / "lm.yaml", config, tmp_path / "runs")
+
+
+def test_a_budget_stop_mid_epoch_then_resume_on_a_language_model(lm_config: Path):
+    """The budget stop scores the partial epoch, which resets the model's carried state;
+    the checkpoint must hold the state training left, or the resumed epoch would go on
+    from zeros where the uninterrupted one goes on from the batch before. At an epoch's
+    end it must hold none: the next epoch starts from zeros."""
+    straight = train_here(lm_config, "straight")
+    run = train_here(lm_config, "run", "--set", "train.max_steps=2")
+    assert where(run) == (0, 2, 2)  # mid-epoch
+    carried = last(run)["model"]["_extra_state"]
+    assert carried.shape == (2, 2, 3, 8)  # h and c of 2 layers, 3 streams
+    for steps in ("3", "null"):  # to the end of epoch 1, then to the end
+        ask = ["train", "--resume", str(run), "--set", f"train.max_steps={steps}"]
+        result = runner.invoke(app, ask)
+        assert result.exit_code == 0, result.output
+        if steps == "3":
+            assert where(run) == (1, 3, 0) and last(run)["model"]["_extra_state"].numel() == 0
+    assert where(straight)[1] == 6
+    assert_same_end(straight, run)
+    for name in ("summary.json", "eval_test.json"):
+        a, b = (json.loads((r / name).read_text()) for r in (straight, run))
+        a.pop("seconds", None), b.pop("seconds", None)
+        assert a == b, name
+
+
 def torchrun(*args: str) -> None:
     """``rnnzoo ARGS`` in two processes (``torchrun --nproc_per_node 2``), on CPU."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
