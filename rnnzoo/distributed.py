@@ -62,10 +62,12 @@ def gather_bytes(data: bytes, world: World, device: torch.device) -> list[bytes]
 
 
 def broadcast_from_main(module: torch.nn.Module, world: World) -> None:
-    """Give every process rank 0's parameters and buffers (in place)."""
+    """Give every process rank 0's parameters and buffers (in place). Not the rest of
+    its state_dict: a module's extra state (what a language model carries from batch to
+    batch) is each process's own, and of its own shape."""
     if world.size > 1:
-        for tensor in module.state_dict().values():
-            dist.broadcast(tensor, src=0)
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=0)
 
 
 def close_world(world: World) -> None:

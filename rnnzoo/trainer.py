@@ -310,11 +310,12 @@ class Trainer:
         """Write ``checkpoints/<kind>.pt`` atomically (rank 0 writes; every process
         calls it, to hand over what is its own); ``model_state``: the model's state_dict
         to write, None: as it is now."""
-        own = self._own_state_of_every_process()
+        model_state = self.model.state_dict() if model_state is None else model_state
+        own = self._own_state_of_every_process(model_state)
         if self.run_dir is None or not self.world.is_main:
             return
         state: dict[str, Any] = {
-            "model": self.model.state_dict() if model_state is None else model_state,
+            "model": model_state,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": own[0]["rng"],
@@ -327,14 +328,20 @@ class Trainer:
         checkpoint.save_atomic(state, self.run_dir / name)
         run_folder.record(self.run_dir, name)  # its SHA-256, checked before it is read
 
-    def _own_state_of_every_process(self) -> list[dict[str, Any]]:
+    def _own_state_of_every_process(self, model_state: dict[str, Any]) -> list[dict[str, Any]]:
         """What differs between processes, in rank order: the generators (processes
-        draw different amounts, as their batches differ in size and length) and the
-        unfinished epoch's metric sums (each its own shard's). Rank 0's alone would not
-        resume the others where they were."""
+        draw different amounts, as their batches differ in size and length), the
+        unfinished epoch's metric sums (each its own shard's) and the model's extra
+        state (what it carries from batch to batch: a language model's state for its
+        own rows). Rank 0's alone would not resume the others where they were."""
         mine = {"rng": checkpoint.rng_state(), "partial": self.progress.partial}
         if self.world.size == 1:
             return [mine]
+        mine["extra"] = {
+            k: v.cpu() if isinstance(v, Tensor) else v
+            for k, v in model_state.items()
+            if k.endswith("_extra_state")
+        }
         buffer = io.BytesIO()
         torch.save(mine, buffer)
         everyone = gather_bytes(buffer.getvalue(), self.world, self.device)
@@ -366,6 +373,8 @@ class Trainer:
             own = per_process[self.world.rank]
         checkpoint.set_rng_state(own["rng"])
         self.progress.partial = own["partial"]
+        if own.get("extra"):  # this process's, in place of rank 0's
+            self.model.load_state_dict(own["extra"], strict=False)
 
 
 def _flag(trainer: Trainer) -> Tensor:

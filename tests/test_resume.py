@@ -299,6 +299,24 @@ def test_two_processes_resume_each_from_its_own_random_state(tmp_path: Path):
     assert_same_end(tmp_path / "runs" / "straight", run)
 
 
+@pytest.mark.slow
+def test_two_processes_resume_a_language_model_each_from_its_own_state(lm_config: Path):
+    """Each process carries the state of its own rows (streams): rank 0's would start
+    rank 1 from the state of other text."""
+    runs = lm_config.parent / "runs"
+    torchrun("train", "-c", str(lm_config), "--set", "output.name=straight",
+             "--set", "train.batch_size=4")  # fmt: skip
+    run = runs / "run"
+    torchrun("train", "-c", str(lm_config), "--set", "output.name=run",
+             "--set", "train.batch_size=4", "--set", "train.max_steps=1")  # fmt: skip
+    assert where(run)[2] == 1  # mid-epoch
+    extra = [own["extra"]["_extra_state"] for own in last(run)["per_process"]]
+    assert extra[0].shape == extra[1].shape == (2, 2, 2, 8)  # two streams each
+    assert not torch.equal(extra[0], extra[1])
+    torchrun("train", "--resume", str(run), "--set", "train.max_steps=null")
+    assert_same_end(runs / "straight", run)
+
+
 # -- the global generators, checked where they could be disturbed -----------------------
 
 
