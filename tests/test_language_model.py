@@ -406,6 +406,10 @@ def test_train_eval_predict_through_the_cli(tmp_path: Path, tokenizer: str):
     assert greedy[0].exit_code == 0 and greedy[0].output == greedy[1].output
     result = runner.invoke(app, ["predict", str(run), "--samples", "2", "--max-len", "5"])
     assert result.exit_code == 0 and "--- sample 2/2 ---" in result.output
+    (tmp_path / "prompts.csv").write_text("text\nthe cat\n")
+    with unchanged(tmp_path):
+        result = runner.invoke(app, ["predict", str(run), "--file", str(tmp_path / "prompts.csv")])
+    assert_user_error(result, "prompts.csv", "not a table")
 
 
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path: Path):

@@ -329,11 +329,19 @@ class LanguageModelTask(Task):
         Without a prompt the text starts as a new document (after ``[EOS]``). Sampling
         stops at ``[EOS]`` or after ``max_len`` tokens (default 100); ``temperature`` 0
         is greedy; the same ``seed`` gives the same text. Each of ``samples`` texts is
-        printed under a header line when there are several."""
+        printed under a header line when there are several; a ``--file`` is one prompt
+        per line."""
         from rnnzoo.data.text import EOS, decode
 
         if request.label is not None:
             raise ConfigError("--label: a language model takes no condition; give a prompt")
+        if request.file is not None and request.texts is None:
+            raise ConfigError(
+                f"--file {request.file}: a language model reads prompts from a text file, "
+                "one per line, not a table"
+            )
+        if request.out is not None:
+            raise ConfigError("--out: the samples are printed; redirect them to a file")
         tok, kind = self._fitted(), self.data.tokenizer
         eos = tok.token_to_id(EOS)
         generator = torch.Generator()
