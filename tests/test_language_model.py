@@ -170,7 +170,7 @@ def test_consecutive_chunks_equal_one_pass_over_their_concatenation():
     torch.testing.assert_close(net(x[:, 4:]), fresh(x[:, 4:]))
 
 
-def test_a_mode_switch_or_another_batch_size_starts_from_zeros():
+def test_switching_to_training_every_eval_and_another_batch_size_start_from_zeros():
     net = model(impl="loop").double().eval()
     x = torch.randint(1, V, (2, 5))
     fresh = net(x)
@@ -178,8 +178,8 @@ def test_a_mode_switch_or_another_batch_size_starts_from_zeros():
     net.train().eval()  # two switches
     torch.testing.assert_close(net(x), fresh)
     net(x)
-    net.eval()  # no switch: carried on
-    assert not torch.allclose(net(x), fresh)
+    net.eval()  # already in eval: a new scoring pass all the same
+    torch.testing.assert_close(net(x), fresh)
     torch.testing.assert_close(net(x[:1]), fresh[:1])  # one row: not the state's batch
     net.train()
     net(x)
@@ -296,6 +296,8 @@ def test_perplexity_is_exp_of_the_mean_cross_entropy_over_all_tokens(tmp_path: P
         assert got["loss"] == pytest.approx(float(ce), rel=1e-5)
         assert got["bits_per_token"] == pytest.approx(float(ce) / math.log(2), rel=1e-5)
         assert "bits_per_char" not in got
+        # in eval mode already, carrying the state of the pass above: scoring starts anew
+        assert evaluate(net, task, val, torch.device("cpu"), batch_size=streams) == got
 
 
 def test_one_document_is_cut_by_position_and_the_run_says_so(tmp_path: Path):

@@ -36,12 +36,14 @@ class LanguageModel(nn.Module):
     detached (gradients stop at the batch boundary), and starts the next pass from it,
     as long as the mode (train/eval) is unchanged and the batch has as many rows: a
     batch of ``rnnzoo.data.streams.TextStream`` continues the one before it row by row.
-    Switching mode (``train()``, ``eval()``) or another batch size starts from zeros,
-    and so does ``reset_state()``. The trainer sets train mode at every epoch start and
-    scoring switches to eval and back, so every epoch and every evaluation starts from
-    zeros without either knowing. The state is the module's extra state in
-    ``state_dict`` (key ``_extra_state``, one tensor), so a checkpoint taken mid-epoch
-    resumes from it.
+    Switching to training, every ``eval()`` (even in eval mode already: each scoring
+    pass begins with it) and another batch size start from zeros, and so does
+    ``reset_state()``; ``train()`` while training keeps the state. The trainer sets
+    train mode at every epoch start and scoring switches to eval and back, so every
+    epoch and every evaluation starts from zeros without either knowing. The state is
+    the module's extra state in ``state_dict`` (key ``_extra_state``, one tensor), so a
+    checkpoint taken mid-epoch resumes from it: a model loaded in train mode goes on
+    from it.
 
     Inputs: ``inputs, lengths=None, targets=None``
         inputs: (B, T) token ids; lengths: (B,) valid steps (a stream's batches have
@@ -104,7 +106,7 @@ class LanguageModel(nn.Module):
         self._state = None
 
     def train(self: M, mode: bool = True) -> M:
-        if mode != self.training:  # a new pass over a split starts from zeros
+        if not mode or not self.training:  # a new pass over a split starts from zeros
             self.reset_state()
         return super().train(mode)
 
