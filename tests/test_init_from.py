@@ -20,6 +20,7 @@ from rnnzoo.config import parse_config
 from rnnzoo.models import build_model
 from rnnzoo.tasks import TASKS
 from tests.test_bad_input import ADDING, assert_user_error, invoke, unchanged
+from tests.test_imdb import make_archive
 from tests.test_pos_tagging import pos_config, write_treebank
 from tests.test_text_classification import rows, write_csv
 
@@ -40,11 +41,15 @@ def write(root: Path, name: str, config: dict) -> Path:
     return path
 
 
+def flags(*sets: str) -> list[str]:
+    """``--set`` before each ``key=value``."""
+    return [a for s in sets for a in ("--set", s)]
+
+
 def train(root: Path, config: str, name: str, *sets: str) -> str:
     """``rnnzoo train`` from ``root`` (relative paths are the user's), which must succeed;
     its output."""
-    args = [a for s in (f"output.name={name}", *sets) for a in ("--set", s)]
-    result = invoke("train", "-c", f"{config}.yaml", *args, cwd=root)
+    result = invoke("train", "-c", f"{config}.yaml", *flags(f"output.name={name}", *sets), cwd=root)
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -171,7 +176,7 @@ def test_a_source_that_cannot_be_used_is_one_error_and_writes_nothing(
 ):
     if source in ("no best.pt", "damaged", "tokenizer edited"):
         source = str(damaged(root, tmp_path, source))
-    args = [a for s in [f"model.init_from={source}", "output.name=x", *sets] for a in ("--set", s)]
+    args = flags(f"model.init_from={source}", "output.name=x", *sets)
     with unchanged(root), unchanged(tmp_path):
         result = invoke("train", "-c", f"{config}.yaml", *args, cwd=root)
     assert_user_error(result, "model.init_from", *expected)
@@ -189,9 +194,43 @@ def test_a_source_of_another_vocabulary_is_an_error(tmp_path: Path):
     src = tmp_path / "runs" / "pos"
     sets = [f"model.init_from={src}", "output.name=fewer", "data.min_frequency=1000"]
     with unchanged(tmp_path):
-        result = invoke("train", "-c", path, *[a for s in sets for a in ("--set", s)])
+        result = invoke("train", "-c", path, *flags(*sets))
     rows_there = checkpoint.load(src / "checkpoints" / "best.pt")["model"]["embedding.0.weight"]
     assert_user_error(
         result, "model.init_from", f"embedding.0.weight has {rows_there.shape[0]} rows",
         "the tokenizer must come from the same run",
     )  # fmt: skip
+
+
+# -- the shipped pipeline: imdb_lm, then imdb_pretrained ----------------------------------
+
+
+def test_the_shipped_classifier_without_its_language_model_is_one_error(tmp_path: Path):
+    with unchanged(tmp_path):
+        result = invoke("train", "-c", "imdb_pretrained", cwd=tmp_path)
+    assert_user_error(result, "model.init_from: run folder not found: runs/imdb_lm")
+
+
+def test_the_shipped_classifier_trains_from_a_run_of_its_shape(tmp_path: Path, monkeypatch):
+    """imdb_pretrained made tiny, from a stand-in for imdb_lm (a classifier of the same
+    cell and sizes: what it takes is the embedding and the LSTM): it copies them and
+    trains with the config's rate groups."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    archive = make_archive(tmp_path / "aclImdb_v1.tar.gz")
+    tiny = [f"data.path={archive}", "data.vocab_size=100", "data.min_frequency=1",
+            "data.max_len=16", "model.embedding_dim=8", "model.hidden_size=8",
+            "train.batch_size=4", "train.warmup_steps=2", "train.max_minutes=null",
+            "train.epochs=3", "train.device=cpu", "output.tensorboard=false"]  # fmt: skip
+    stand_in = [*tiny, "model.init_from=null", "train.lr_multipliers={}",
+                "train.unfreeze_epochs={}", "train.epochs=1", "output.name=imdb_lm"]  # fmt: skip
+    result = invoke("train", "-c", "imdb_pretrained", *flags(*stand_in), cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    result = invoke(
+        "train", "-c", "imdb_pretrained", *flags(*tiny, "output.name=cls"), cwd=tmp_path
+    )
+    assert result.exit_code == 0, result.output
+    assert "init_from runs/imdb_lm: copied embedding.weight, rnn.*, head.*" in result.output
+    groups = checkpoint.load(tmp_path / "runs" / "cls" / "checkpoints" / "last.pt")["optimizer"]
+    assert [g["initial_lr"] for g in groups["param_groups"]] == pytest.approx([2e-3, 6e-4, 1e-3])
+    lines = [json.loads(x) for x in (tmp_path / "runs" / "cls" / "metrics.jsonl").open()]
+    assert len(lines) == 3
