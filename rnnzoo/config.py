@@ -21,7 +21,7 @@ import difflib
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -77,6 +77,14 @@ class TrainConfig(Section):
     plateau_factor: float = Field(0.5, gt=0, lt=1)
     plateau_patience: int = Field(2, ge=0)
     epochs: int = Field(10, ge=1)
+    lr_multipliers: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description="parameter-name prefix -> factor on lr (the longest matching prefix wins)",
+    )
+    unfreeze_epochs: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict,
+        description="parameter-name prefix -> the epoch (1 = the first) it is trained from",
+    )
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
     max_minutes: float | None = Field(
         None, gt=0, description="stop after this much wall time (training and validation)"
@@ -93,6 +101,18 @@ class TrainConfig(Section):
     diagnose: bool = Field(
         False, description="at the end, measure gradient flow through time (rnnzoo diagnose)"
     )
+
+    @field_validator("unfreeze_epochs")
+    @classmethod
+    def _per_step_schedule(cls, epochs: dict[str, int], info: ValidationInfo) -> dict[str, int]:
+        # A held-back group is a rate of 0 inside the per-step schedule; plateau's rates
+        # are multiplied down per epoch, so there is no step at which to switch one on.
+        if epochs and info.data.get("schedule") == "plateau":
+            raise ValueError(
+                "unfreezing needs a per-step schedule: set train.schedule to constant or "
+                "cosine, or drop train.unfreeze_epochs"
+            )
+        return epochs
 
 
 class OutputConfig(Section):

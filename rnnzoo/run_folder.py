@@ -5,7 +5,8 @@ every file the run wrote that later commands trust (checkpoints, a fitted tokeni
 scaler)::
 
     {"sessions": [{"started": ..., "torch": ..., ...}, ...],
-     "files": {"checkpoints/last.pt": "<sha256>", "tokenizer.json": "<sha256>", ...}}
+     "files": {"checkpoints/last.pt": "<sha256>", "tokenizer.json": "<sha256>", ...},
+     "init_from": {"run": ..., "copied": [...], ...}}   # a run started from another's
 
 ``eval``, ``predict`` and ``--resume`` check a file against its digest before reading
 it, so a truncated, replaced or hand-edited file is reported as such rather than as a
@@ -97,7 +98,8 @@ def read_jsonl(path: Path) -> list[Any]:
 
 
 def info(run_dir: Path) -> dict[str, Any]:
-    """``run.json`` as a dict (an old run's plain list of sessions is read as one)."""
+    """``run.json`` as a dict (an old run's plain list of sessions is read as one);
+    entries besides ``sessions`` and ``files`` (``set_entry``'s) are kept."""
     path = run_dir / RUN_JSON
     if not path.exists():
         return {"sessions": [], "files": {}}
@@ -106,12 +108,19 @@ def info(run_dir: Path) -> dict[str, Any]:
         return {"sessions": data, "files": {}}
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} is not an rnnzoo run.json; the run folder was modified")
-    return {"sessions": data.get("sessions", []), "files": data.get("files", {})}
+    return {**data, "sessions": data.get("sessions", []), "files": data.get("files", {})}
 
 
 def add_session(run_dir: Path, session: dict[str, Any]) -> None:
     data = info(run_dir)
     data["sessions"].append(session)
+    write_json(run_dir / RUN_JSON, data)
+
+
+def set_entry(run_dir: Path, key: str, value: Any) -> None:
+    """Store ``value`` as run.json's ``key`` (what the run was started from, say)."""
+    data = info(run_dir)
+    data[key] = value
     write_json(run_dir / RUN_JSON, data)
 
 

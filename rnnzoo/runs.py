@@ -4,7 +4,8 @@ A run folder holds everything needed to rebuild and evaluate its model::
 
     runs/<name>/
       config.yaml          the resolved config, every default filled in
-      run.json             torch version, device, seed, git commit, processes, command
+      run.json             torch version, device, seed, git commit, processes, command;
+                           with model.init_from, the source run and what was copied
       metrics.jsonl        one line per epoch: every metric, lr, grad norm, time, speed
       checkpoints/best.pt  best validation metric so far   (weights_only-loadable)
       checkpoints/last.pt  latest state, to resume from
@@ -31,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rnnzoo import checkpoint, run_folder, shipped
+from rnnzoo import checkpoint, run_folder, shipped, transfer
 from rnnzoo.config import Config, apply_overrides, load_config, parse_config
 from rnnzoo.distributed import (
     World,
@@ -102,12 +103,20 @@ def train(
         dev = resolve_device(config.train.device, world)
         checkpoint.seed_everything(config.train.seed)
         task = TASKS.get(config.task)(config.data)
+        # A resumed run has its own weights and state; a new one may start from another's.
+        source_dir = transfer.init_from(config) if state is None else None
+        source = None if source_dir is None else transfer.open_source(source_dir, config)
         if state is not None:
             _load_task_state(task, run_dir)
         else:
+            if source is not None:
+                transfer.adopt_state(task, source)  # the source's tokenizer, say
             task.prepare()  # fitted on the training split only (a tokenizer, say)
         _check_fits(config, task, dev)
         model = build_model(config.model, task.io)  # after seeding: same init every time
+        copied = (
+            None if source is None else transfer.copy_matching(source, model, task.io.vocab_size)
+        )
         trainer = Trainer(config, task, model, dev, world)
         if state is not None:
             _restore(trainer, state, overrides)
@@ -122,6 +131,10 @@ def train(
             trainer.run_dir, trainer.log = run_dir, _epoch_logger(run_dir, config, echo, shown)
             trainer.say = echo
             echo(_start_line(config, model, dev, run_dir))
+            if copied is not None:
+                run_folder.set_entry(run_dir, "init_from", copied.record())
+                for line in copied.lines():
+                    echo(line)
         if state is not None:
             at = trainer.progress
             echo(f"resuming {run_dir} at epoch {at.epoch + 1}, step {at.step}")

@@ -93,7 +93,9 @@ class Trainer:
         if self.cfg.max_steps is not None:
             total = min(total, self.cfg.max_steps)
         self.optimizer = make_optimizer(self.model, self.cfg)
-        self.scheduler = make_scheduler(self.optimizer, self.cfg, total, self.mode)
+        self.scheduler = make_scheduler(
+            self.optimizer, self.cfg, total, self.mode, steps_per_epoch=len(self.batches)
+        )
         self.progress = Progress()
         self.log = log or (lambda record: None)
         self.say: Callable[[str], None] = lambda line: None  # progress lines for a log file
@@ -281,7 +283,7 @@ class Trainer:
             "epoch": p.epoch if done else p.epoch + 1,
             "step": p.step,
             "partial_epoch": not done,
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": self.optimizer.param_groups[0]["lr"],  # train.lr's group (rnnzoo.optim)
             **{f"train_{k}": v for k, v in train.items()},
             **{f"val_{k}": v for k, v in val.items()},
             "seconds": seconds,
@@ -351,8 +353,9 @@ class Trainer:
         """Continue from a checkpoint written by ``save``."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        # The schedule's position comes from the checkpoint, its length from the config:
-        # a resume that raises train.max_steps or train.epochs stretches the cosine.
+        # The schedule's position comes from the checkpoint, its length (and each group's
+        # first step) from the config: a resume that raises train.max_steps or
+        # train.epochs stretches the cosine.
         lengths = [dict(vars(f)) for f in getattr(self.scheduler, "lr_lambdas", [])]
         self.scheduler.load_state_dict(state["scheduler"])
         if isinstance(self.scheduler, LambdaLR):

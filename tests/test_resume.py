@@ -346,6 +346,24 @@ def test_one_step_after_a_resume_the_random_state_is_the_uninterrupted_runs(tmp_
         assert torch.equal(weight, last(run)["model"][name]), name
 
 
+def test_a_resume_across_an_unfreezing_is_exact_for_every_group(tmp_path: Path):
+    """Discriminative rates and gradual unfreezing under a cosine schedule: stopped
+    inside epoch 1, before the held-back group starts, and resumed, each group's rate
+    and every weight end as in the uninterrupted run."""
+    raw = {**RANDOM_ADDING, "train": {**RANDOM_ADDING["train"], "schedule": "cosine",
+           "warmup_steps": 3, "lr_multipliers": {"rnn": 0.5, "head": 2.0},
+           "unfreeze_epochs": {"rnn.weight_hh": 2}}}  # fmt: skip
+    config = write_config(tmp_path / "tiny.yaml", raw, tmp_path / "runs")
+    straight = train_here(config, "straight")
+    run = train_here(config, "run", "--set", "train.max_steps=4")
+    result = runner.invoke(app, ["train", "--resume", str(run), "--set", "train.max_steps=null"])
+    assert result.exit_code == 0, result.output
+    assert_same_end(straight, run)
+    a, b = (last(r)["optimizer"]["param_groups"] for r in (straight, run))
+    assert [g["lr"] for g in a] == [g["lr"] for g in b]
+    assert len(a) == 4 and len({g["initial_lr"] for g in a}) == 3
+
+
 def test_scoring_a_split_draws_no_random_numbers(tmp_path: Path):
     """Validation runs between epochs and when a budget stops a run mid-epoch: any draw
     there would shift the masks of every later step of a resumed run."""

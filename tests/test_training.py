@@ -15,9 +15,13 @@ from typer.testing import CliRunner
 
 from rnnzoo import checkpoint
 from rnnzoo.cli import app
+from rnnzoo.config import parse_config
+from rnnzoo.errors import ConfigError
+from rnnzoo.models import build_model
 from rnnzoo.optim import WarmupCosine
 from rnnzoo.tasks import AddingTask
 from rnnzoo.trainer import Trainer
+from tests.conftest import TINY
 
 runner = CliRunner()
 
@@ -214,6 +218,79 @@ def test_warmup_cosine_shape():
     assert [schedule(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert schedule(9) == pytest.approx(0.5)
     assert schedule(14) == pytest.approx(0.0)
+
+
+def tiny_trainer(**train: object) -> Trainer:
+    """A trainer of TINY's GRU (parameters rnn.weight_ih_l0, rnn.weight_hh_l0,
+    rnn.bias_ih_l0, rnn.bias_hh_l0, head.weight, head.bias), 5 batches an epoch."""
+    config = parse_config({**TINY, "train": {**TINY["train"], **train}})
+    task = AddingTask(config.data)
+    return Trainer(config, task, build_model(config.model, task.io), torch.device("cpu"))
+
+
+def group_names(trainer: Trainer) -> list[list[str]]:
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    return [[names[id(p)] for p in g["params"]] for g in trainer.optimizer.param_groups]
+
+
+def test_lr_multipliers_give_each_prefix_its_group_and_the_schedule_moves_all():
+    trainer = tiny_trainer(
+        schedule="cosine", warmup_steps=2, lr_multipliers={"rnn": 0.5, "rnn.weight_hh": 0.1}
+    )
+    # the longest prefix wins; train.lr's group (the one logged) comes first
+    assert group_names(trainer) == [
+        ["head.weight", "head.bias"],
+        ["rnn.weight_ih_l0", "rnn.bias_ih_l0", "rnn.bias_hh_l0"],
+        ["rnn.weight_hh_l0"],
+    ]
+    curve = WarmupCosine(warmup=2, total=15)
+    for step in range(6):
+        lrs = [g["lr"] for g in trainer.optimizer.param_groups]
+        assert lrs == pytest.approx([0.01 * f * curve(step) for f in (1.0, 0.5, 0.1)]), step
+        trainer.optimizer.step()  # no gradients: nothing moves, but the schedule does
+        trainer.scheduler.step()
+
+
+@pytest.mark.parametrize("table", ["lr_multipliers", "unfreeze_epochs"])
+def test_a_prefix_that_names_no_parameter_is_a_config_error(table: str):
+    with pytest.raises(
+        ConfigError, match=f"train.{table}.decoder: no parameter's name .* rnn, head"
+    ):
+        tiny_trainer(**{table: {"decoder": 2}})
+
+
+def test_unfreezing_needs_a_per_step_schedule():
+    raw = {**TINY, "train": {**TINY["train"], "schedule": "plateau", "unfreeze_epochs": {"rnn": 2}}}
+    with pytest.raises(ConfigError, match=r"train\.unfreeze_epochs: unfreezing needs a per-step"):
+        parse_config(raw)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_a_group_held_back_stays_bit_identical_until_its_epoch(optimizer: str):
+    """Gradual unfreezing as a rate of 0: with weight decay and (SGD) momentum on, the
+    held-back parameters do not move in epoch 1 and do from epoch 2."""
+    trainer = tiny_trainer(
+        epochs=2, optimizer=optimizer, weight_decay=0.1, schedule="cosine", warmup_steps=2,
+        unfreeze_epochs={"rnn": 2, "rnn.bias": 3},
+    )  # fmt: skip
+    start = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    after_epoch_1 = {}
+
+    def keep(t: Trainer) -> None:
+        if t.progress.step == len(t.batches):
+            after_epoch_1.update({n: p.detach().clone() for n, p in t.model.named_parameters()})
+
+    trainer.after_step.append(keep)
+    trainer.fit()
+    end = dict(trainer.model.named_parameters())
+    for name, before in start.items():
+        moved_in_1 = not torch.equal(after_epoch_1[name], before)
+        moved_in_2 = not torch.equal(end[name].detach(), after_epoch_1[name])
+        # rnn.bias*: from epoch 3, which this run of 2 never reaches
+        expected = (False, False) if name.startswith("rnn.bias") else (False, True)
+        assert (moved_in_1, moved_in_2) == (expected if name.startswith("rnn") else (True, True)), (
+            name
+        )
 
 
 def test_grad_norm_and_clipping_are_logged(tiny_config: Path):

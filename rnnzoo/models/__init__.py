@@ -1,7 +1,7 @@
 """Models for the tasks, registered by name in ``MODELS``."""
 
 from rnnzoo.models import generator, language_model, seq2seq, tagger  # noqa: F401 - registers
-from rnnzoo.models.base import MODELS, RecurrentArgs, build_model, list_models
+from rnnzoo.models.base import MODELS, ModelArgs, RecurrentArgs, build_model, list_models
 from rnnzoo.models.baselines import LinearForecaster, RepeatLast, SeasonalNaive
 from rnnzoo.models.classifier import SequenceClassifier
 from rnnzoo.models.forecast import Forecaster, SegRNN, Seq2SeqForecaster
@@ -16,6 +16,7 @@ __all__ = [
     "LinearForecaster",
     "ManyToMany",
     "ManyToOne",
+    "ModelArgs",
     "RecurrentArgs",
     "RepeatLast",
     "SeasonalNaive",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -16,10 +17,26 @@ from rnnzoo.registry import Registry
 from rnnzoo.tasks import ModelIO
 
 
-class RecurrentArgs(Section):
-    """The ``model:`` keys of every model built on ``rnnzoo.Recurrent``."""
+class ModelArgs(Section):
+    """The ``model:`` keys every model takes: its name, and the run to start from.
+
+    ``init_from`` lives here, in the model's own schema, rather than being taken out of
+    the section before the model is built: like every key it is checked for typos, set
+    with ``--set model.init_from=RUN_DIR``, and kept in the run's config.yaml, so the
+    run says where its weights came from. No builder reads it; ``rnnzoo.transfer``
+    acts on it when a new run starts (never on ``--resume``, nor in eval or predict)."""
 
     name: str
+    init_from: Path | None = Field(
+        None,
+        description="a run folder: copy its best weights where names and shapes match "
+        "(and a text task's tokenizer) before training",
+    )
+
+
+class RecurrentArgs(ModelArgs):
+    """The ``model:`` keys of every model built on ``rnnzoo.Recurrent``."""
+
     cell: str = "lstm"
     hidden_size: int = Field(128, ge=1)
     num_layers: int = Field(1, ge=1)

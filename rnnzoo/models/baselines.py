@@ -15,9 +15,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from rnnzoo.config import Section
 from rnnzoo.errors import ConfigError
-from rnnzoo.models.base import MODELS
+from rnnzoo.models.base import MODELS, ModelArgs
 from rnnzoo.models.forecast import ForecastModel, Norm
 from rnnzoo.tasks import ModelIO
 
@@ -25,7 +24,7 @@ from rnnzoo.tasks import ModelIO
 class RepeatLast(ForecastModel):
     """The naive forecast: every future step equals the last observed one."""
 
-    class Args(Section):
+    class Args(ModelArgs):
         name: Literal["repeat_last"] = "repeat_last"
 
     @classmethod
@@ -39,7 +38,7 @@ class RepeatLast(ForecastModel):
 class SeasonalNaive(ForecastModel):
     """Every future step equals the step one ``period`` earlier (the last season, repeated)."""
 
-    class Args(Section):
+    class Args(ModelArgs):
         name: Literal["seasonal_naive"] = "seasonal_naive"
         period: int = Field(ge=1, description="steps per season: 12 for months, 24 for hours")
 
@@ -67,7 +66,7 @@ class LinearForecaster(ForecastModel):
     With ``decomposition``, a moving average splits the window into trend and remainder,
     each with its own map."""
 
-    class Args(Section):
+    class Args(ModelArgs):
         name: Literal["linear"] = "linear"
         norm: Norm = "last"
         decomposition: bool = Field(False, description="DLinear's trend/remainder split")

@@ -48,7 +48,8 @@ class ManyToOne(nn.Module):
 
     @classmethod
     def build(cls, args: Args, io: ModelIO) -> ManyToOne:
-        return cls(io.input_size, io.output_size, **args.model_dump(exclude={"name"}))
+        keys = args.model_dump(exclude={"name", "init_from"})  # init_from: not the model's
+        return cls(io.input_size, io.output_size, **keys)
 
     def forward(
         self, inputs: Tensor, lengths: Tensor | None = None, targets: Tensor | None = None

@@ -157,13 +157,23 @@ class Task:
     # -- state fitted on the training split (a tokenizer, a scaler), kept in the run --
 
     def prepare(self) -> None:
-        """Fit whatever the task learns from training data; before the model is built."""
+        """Fit whatever the task learns from training data (keeping what ``adopt_state``
+        took from another run); before the model is built."""
 
     def save_state(self, run_dir: Path) -> None:
         """Write what ``prepare`` fitted into the run folder."""
 
     def load_state(self, run_dir: Path) -> None:
         """Read it back, instead of ``prepare``, when a run is rebuilt or resumed."""
+
+    def adopt_state(self, run_dir: Path) -> None:
+        """Take the part of another run's fitted state that this run can share, before
+        ``prepare`` (``model.init_from``: a text task's tokenizer, so that token ids mean
+        the words the copied weights learned); ``prepare`` then fits only the rest.
+
+        Nothing by default: most fitted state belongs to its own data (a forecast's
+        scaler), so a task shares only what it says it can. Raise a ``RunFolderError``
+        when ``run_dir`` lacks what this task needs."""
 
     def inputs_from_text(self, texts: list[str]) -> Batch:
         """A batch for ``rnnzoo predict``; tasks without text input say so."""

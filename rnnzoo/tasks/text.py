@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from rnnzoo.config import Section
 from rnnzoo.data.batches import Batch, TokenBatches
 from rnnzoo.data.sampling import eval_batches
-from rnnzoo.errors import ConfigError
+from rnnzoo.errors import ConfigError, RunFolderError
 from rnnzoo.tasks.base import ModelIO, PredictRequest, Sums, Task
 
 _COUNTS = "f1/"  # prefix of the per-class tp/fp/fn sums that ``finish`` turns into macro-F1
@@ -79,9 +79,29 @@ class TextClassification(Task):
     def prepare(self) -> None:
         from rnnzoo.data.text import fit_tokenizer
 
+        if self.tokenizer is not None:  # another run's (adopt_state)
+            return
         d = self.data
         texts, _ = self.examples("train")
         self.tokenizer = fit_tokenizer(texts, d.tokenizer, d.vocab_size, d.min_frequency)
+
+    def adopt_state(self, run_dir: Path) -> None:
+        """The source run's ``tokenizer.json``, whatever its task (a language model, a
+        classifier): the data's tokenizer keys of this run are then not used."""
+        from rnnzoo.data.text import load_tokenizer
+
+        path = run_dir / "tokenizer.json"
+        if not path.is_file():
+            raise RunFolderError(
+                f"{run_dir} has no tokenizer.json: its task has no word or BPE tokenizer "
+                "to share with this one",
+                "start from a run of a text task (text_classification, imdb, a language model)",
+            )
+        self.tokenizer = load_tokenizer(path)
+        self.notes.append(
+            f"tokenizer from {run_dir} (vocabulary {self.tokenizer.get_vocab_size()}), not "
+            "fitted on this run's data (data.tokenizer, vocab_size, min_frequency unused)"
+        )
 
     def save_state(self, run_dir: Path) -> None:
         from rnnzoo.data.text import save_tokenizer
