@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import tarfile
@@ -428,3 +429,30 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path: Path):
         with unchanged(tmp_path):
             result = runner.invoke(app, ["train", "-c", str(config), *sets])
         assert_user_error(result, *names)
+
+
+def test_the_shipped_pipeline_pretrains_a_classifier_on_imdb(tmp_path: Path, monkeypatch):
+    """imdb_lm then imdb_pretrained, tiny: the classifier starts from the language
+    model's embedding and LSTM (matched by name and shape, the carried state left out)
+    and reads its tokenizer."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    source = imdb_archive(tmp_path / "aclImdb_v1.tar.gz")
+    tiny = [f"data.path={source}", "data.vocab_size=100", "data.min_frequency=1",
+            "model.embedding_dim=8", "model.hidden_size=8", "train.batch_size=4",
+            "train.max_minutes=null", "train.epochs=1", "train.device=cpu",
+            "output.tensorboard=false"]  # fmt: skip
+    lm = [*tiny, "data.bptt=5"]
+    cls = [*tiny, "data.max_len=16", "train.warmup_steps=2", "output.name=cls"]
+    with contextlib.chdir(tmp_path):
+        result = runner.invoke(app, ["train", "-c", "imdb_lm", *flags(lm)])
+        assert result.exit_code == 0, result.output
+        result = runner.invoke(app, ["train", "-c", "imdb_pretrained", *flags(cls)])
+    assert result.exit_code == 0, result.output
+    assert "init_from runs/imdb_lm: copied embedding.weight, rnn.*" in result.output
+    runs = tmp_path / "runs"
+    tokenizers = [(runs / r / "tokenizer.json").read_text() for r in ("imdb_lm", "cls")]
+    assert tokenizers[0] == tokenizers[1]
+
+
+def flags(settings: list[str]) -> list[str]:
+    return [arg for item in settings for arg in ("--set", item)]
