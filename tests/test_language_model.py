@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from rnnzoo.cli import app
 from rnnzoo.config import ConfigError, parse_config
 from rnnzoo.data import imdb
+from rnnzoo.data.batches import Batch
 from rnnzoo.data.documents import read_documents, split_documents
 from rnnzoo.data.sampling import EpochBatches, batched, eval_batches
 from rnnzoo.data.streams import TextStream
@@ -26,6 +27,7 @@ from rnnzoo.evaluation import evaluate
 from rnnzoo.models import build_model
 from rnnzoo.models.language_model import LanguageModel
 from rnnzoo.tasks import ModelIO
+from rnnzoo.tasks.base import TargetLogProbs
 from rnnzoo.tasks.language_model import LanguageModelTask
 from tests.test_bad_input import assert_user_error, unchanged
 from tests.test_imdb import add, movie_url
@@ -237,6 +239,40 @@ def test_tied_weights_share_the_embedding_and_project_when_sizes_differ():
     assert tied(torch.randint(1, V, (2, 3))).shape == (2, 3, V)
 
 
+def test_an_adaptive_softmax_gives_the_targets_what_full_scoring_gives_them():
+    net = model(impl="loop", adaptive_softmax=[4, 8], adaptive_div=2).double().eval()
+    assert net.decoder is None and net.adaptive is not None
+    x, y = torch.randint(1, V, (3, 5)), torch.randint(1, V, (3, 5))
+    full = net(x)  # scoring: (B, T, V) log-probabilities
+    assert full.shape == (3, 5, V)
+    torch.testing.assert_close(full.exp().sum(-1), torch.ones(3, 5, dtype=torch.float64))
+    net.reset_state()
+    picked = net(x, targets=y)  # training: only the targets'
+    assert isinstance(picked, TargetLogProbs) and picked.log_prob.shape == (3, 5)
+    torch.testing.assert_close(picked.log_prob, full.gather(-1, y[..., None]).squeeze(-1))
+    # the task's loss is the same mean cross-entropy either way
+    task = LanguageModelTask.__new__(LanguageModelTask)
+    batch = Batch(x, y, torch.full((3,), 5))
+    torch.testing.assert_close(task.loss(picked, batch), task.loss(full, batch))
+    # and gradients reach every part of it
+    net.train()
+    task.loss(net(x, targets=y), batch).backward()
+    assert all(p.grad is not None for p in net.adaptive.parameters())
+
+
+@pytest.mark.parametrize(
+    "keys, message",
+    [
+        ({"adaptive_softmax": [4, 8], "tie_weights": True}, "cannot be tied"),
+        ({"adaptive_softmax": [8, 4]}, "must be increasing"),
+        ({"adaptive_softmax": [4, V]}, "must be increasing"),
+    ],
+)
+def test_adaptive_softmax_settings_it_cannot_build_are_config_errors(keys, message):
+    with pytest.raises(ConfigError, match=message):
+        model(**keys)
+
+
 def test_bidirectional_is_a_config_error():
     raw = {"task": "language_model", "data": {"path": "x.txt"},
            "model": {"name": "language_model", "bidirectional": True}}  # fmt: skip
@@ -413,6 +449,21 @@ def test_train_eval_predict_through_the_cli(tmp_path: Path, tokenizer: str):
     with unchanged(tmp_path):
         result = runner.invoke(app, ["predict", str(run), "--file", str(tmp_path / "prompts.csv")])
     assert_user_error(result, "prompts.csv", "not a table")
+
+
+def test_an_adaptive_softmax_trains_scores_and_samples_through_the_cli(tmp_path: Path):
+    config = write_config(tmp_path, "word")
+    sets = ["--set", "model.tie_weights=false", "--set", "model.adaptive_softmax=[5, 15]"]
+    result = runner.invoke(app, ["train", "-c", str(config), *sets])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "word"
+    scores = json.loads(runner.invoke(app, ["eval", str(run), "--split", "val"]).output)
+    summary = json.loads((run / "summary.json").read_text())
+    assert scores["loss"] == pytest.approx(summary["val"]["loss"])
+    train_loss = [json.loads(x)["train_loss"] for x in (run / "metrics.jsonl").open()]
+    assert math.isfinite(train_loss[0]) and 0 < train_loss[0] < math.log(60) + 1
+    ask = ["predict", str(run), "the cat", "--max-len", "10", "--seed", "0"]
+    assert runner.invoke(app, ask).output == runner.invoke(app, ask).output
 
 
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path: Path):

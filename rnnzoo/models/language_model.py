@@ -12,6 +12,7 @@ from rnnzoo.errors import ConfigError
 from rnnzoo.models.base import MODELS, WORD_DROPOUT, RecurrentArgs
 from rnnzoo.regularizers import embedding_dropout
 from rnnzoo.tasks import ModelIO
+from rnnzoo.tasks.base import TargetLogProbs
 
 PAD = 0  # every token task pads with 0; it is never generated
 
@@ -31,6 +32,15 @@ class LanguageModel(nn.Module):
     embedding matrix. It needs the decoder's input to be ``embedding_dim`` wide, so when
     ``hidden_size`` differs a ``projection`` (linear, hidden to embedding size) comes
     before the decoder; with equal sizes, or untied, there is none.
+
+    ``adaptive_softmax`` (Grave et al. 2017; ``torch.nn.AdaptiveLogSoftmaxWithLoss``):
+    cutoffs that cut the vocabulary, ordered by frequency as the word tokenizer numbers
+    it, into a head of frequent tokens and tail clusters of narrower projections (each
+    ``adaptive_div`` times narrower than the last). A 20,000-word softmax costs ten times
+    a 256-wide LSTM step per token; the head costs a tenth of that. While training (the
+    trainer passes targets) the model then returns only each target's log-probability
+    (``TargetLogProbs``), computing a cluster only for the tokens in it; scoring and
+    sampling get full log-probabilities. It replaces ``decoder`` and cannot be tied.
 
     **Carried state.** The model keeps the final state of its last forward pass,
     detached (gradients stop at the batch boundary), and starts the next pass from it,
@@ -64,6 +74,10 @@ class LanguageModel(nn.Module):
             False, description="the decoder's weight is the embedding's (a projection "
             "from hidden_size to embedding_dim comes first when they differ)",
         )  # fmt: skip
+        adaptive_softmax: list[int] | None = Field(
+            None, description="cutoffs of an adaptive softmax, e.g. [2000, 10000]; null: full"
+        )
+        adaptive_div: float = Field(4.0, gt=1, description="each tail cluster this much narrower")
 
         @field_validator("bidirectional")
         @classmethod
@@ -88,9 +102,14 @@ class LanguageModel(nn.Module):
         if args.tie_weights and args.hidden_size != args.embedding_dim:
             self.projection = nn.Linear(args.hidden_size, args.embedding_dim)
             width = args.embedding_dim
-        self.decoder = nn.Linear(width, vocab_size)
-        if args.tie_weights:
-            self.decoder.weight = self.embedding.weight
+        self.decoder: nn.Linear | None = None
+        self.adaptive: nn.AdaptiveLogSoftmaxWithLoss | None = None
+        if args.adaptive_softmax is None:
+            self.decoder = nn.Linear(width, vocab_size)
+            if args.tie_weights:
+                self.decoder.weight = self.embedding.weight
+        else:
+            self.adaptive = _adaptive(width, vocab_size, args)
         self._state: State | None = None  # the last pass's final state, detached
 
     @classmethod
@@ -129,17 +148,25 @@ class LanguageModel(nn.Module):
         x = embedding_dropout(self.embedding, tokens, self.word_dropout, self.training)
         return self.embedding_dropout(x)
 
-    def _scores(self, out: Tensor) -> Tensor:
-        """The recurrent layer's outputs (..., H) -> next-token scores (..., V)."""
+    def _features(self, out: Tensor) -> Tensor:
+        """The recurrent layer's outputs (..., H) -> the decoder's input (..., W)."""
         y = self.head_dropout(out)
-        if self.projection is not None:
-            y = self.projection(y)
+        return y if self.projection is None else self.projection(y)
+
+    def _scores(self, out: Tensor) -> Tensor:
+        """The recurrent layer's outputs (..., H) -> next-token scores (..., V): logits,
+        or with an adaptive softmax log-probabilities (scores all the same)."""
+        y = self._features(out)
+        if self.adaptive is not None:
+            return self.adaptive.log_prob(y.flatten(0, -2)).view(*y.shape[:-1], -1)
+        assert self.decoder is not None
         return self.decoder(y)
 
     def forward(
         self, inputs: Tensor, lengths: Tensor | None = None, targets: Tensor | None = None
-    ) -> Tensor:
-        """inputs: (B, T) token ids, lengths: (B,) or None -> (B, T, V) scores."""
+    ) -> Tensor | TargetLogProbs:
+        """inputs: (B, T) token ids, lengths: (B,) or None -> (B, T, V) scores; with an
+        adaptive softmax and targets (B, T): their log-probabilities, ``TargetLogProbs``."""
         x = self._embed(inputs)  # (B, T, E)
         start = self._state
         if start is not None and start[0].shape[1] != inputs.shape[0]:
@@ -149,6 +176,10 @@ class LanguageModel(nn.Module):
         out, h_n = self.rnn(x, start, lengths=lengths)
         assert isinstance(out, Tensor)
         self._state = tuple(s.detach() for s in (h_n if isinstance(h_n, tuple) else (h_n,)))
+        if self.adaptive is not None and targets is not None:  # training: the targets' only
+            y = self._features(out).flatten(0, 1)  # (B*T, W)
+            picked = self.adaptive(y, targets.flatten()).output  # (B*T,)
+            return TargetLogProbs(picked.view_as(targets))
         return self._scores(out)  # (B, T, V)
 
     @torch.no_grad()
@@ -169,7 +200,7 @@ class LanguageModel(nn.Module):
         Returns (N, L) token ids, L <= max_len: each row ends at its first ``stop``
         (kept); positions after it are pad (0).
         """
-        device = self.decoder.weight.device
+        device = self.embedding.weight.device
         feed = prompt.to(device)[None, :].expand(samples, -1)  # (N, P)
         state: Any = None
         for t in range(feed.shape[1]):  # the prompt: read, not sampled
@@ -194,6 +225,28 @@ class LanguageModel(nn.Module):
         if not tokens:
             return torch.zeros(samples, 0, dtype=torch.long, device=device)
         return torch.stack(tokens, dim=1)
+
+
+def _adaptive(
+    width: int, vocab_size: int, args: LanguageModel.Args
+) -> nn.AdaptiveLogSoftmaxWithLoss:
+    """The adaptive softmax the keys describe; cutoffs it refuses are a ConfigError."""
+    cutoffs = args.adaptive_softmax or []
+    if args.tie_weights:
+        raise ConfigError(
+            "model.adaptive_softmax cannot be tied to the embedding: set tie_weights false"
+        )
+    if (
+        not cutoffs
+        or cutoffs != sorted(set(cutoffs))
+        or cutoffs[0] < 1
+        or cutoffs[-1] >= vocab_size
+    ):
+        raise ConfigError(
+            f"model.adaptive_softmax: {cutoffs} must be increasing token counts between 1 and "
+            f"the vocabulary's {vocab_size - 1}, e.g. [2000, 10000]"
+        )
+    return nn.AdaptiveLogSoftmaxWithLoss(width, vocab_size, cutoffs, div_value=args.adaptive_div)
 
 
 MODELS.add("language_model", LanguageModel)

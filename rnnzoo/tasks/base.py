@@ -59,6 +59,20 @@ class ModelIO:
     char_vocab_size: int | None = None
 
 
+class TargetLogProbs(NamedTuple):
+    """What a model whose softmax is cheaper with the targets in hand (an adaptive
+    softmax) returns while training: the log-probability of each target token.
+
+    log_prob: (B, T), the same shape as the batch's targets. Scoring passes no targets,
+    and such a model then returns full (B, T, V) log-probabilities instead.
+    """
+
+    log_prob: Tensor
+
+    def float(self) -> TargetLogProbs:  # the trainer calls output.float()
+        return TargetLogProbs(self.log_prob.float())
+
+
 class Decoded(NamedTuple):
     """What a ``sequence`` model returns: scores and the chosen tokens, position by position.
 

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from rnnzoo.config import Section
 from rnnzoo.data.batches import Batch
 from rnnzoo.errors import ConfigError, DataError
-from rnnzoo.tasks.base import TASKS, ModelIO, PredictRequest, Sums, Task
+from rnnzoo.tasks.base import TASKS, ModelIO, PredictRequest, Sums, TargetLogProbs, Task
 from rnnzoo.tasks.text_classification import PLACEHOLDER
 
 VAL_FRACTION = 0.1  # of the documents, without val_path
@@ -299,8 +299,11 @@ class LanguageModelTask(Task):
 
     # -- loss and metrics: per predicted token --------------------------------------
 
-    def loss(self, output: Tensor, batch: Batch) -> Tensor:
-        """Mean cross-entropy over every token of the batch; output: (B, T, V)."""
+    def loss(self, output: Tensor | TargetLogProbs, batch: Batch) -> Tensor:
+        """Mean cross-entropy over every token of the batch; output: (B, T, V) scores,
+        or the targets' log-probabilities (an adaptive softmax while training)."""
+        if isinstance(output, TargetLogProbs):
+            return -output.log_prob.mean()
         return F.cross_entropy(output.flatten(0, 1), batch.targets.flatten())
 
     def loss_weight(self, batch: Batch) -> int:
