@@ -38,6 +38,10 @@ def timed(config: str, sets: list[str], out: Path, name: str) -> dict[str, Any]:
         "wall_minutes": round((time.perf_counter() - started) / 60, 2),
         "best_epoch": summary["best_epoch"],
         "val": summary["val"],
+        "val_curve": [
+            {k: v for k, v in r.items() if k.startswith("val_") or k in ("epoch", "step")}
+            for r in result["curve"]
+        ],
         **measured(result),
     }
 

@@ -42,6 +42,9 @@ EVIDENCE = ("benchmarks", "docs")  # where the committed JSONs live
 # phrase may wrap across lines. An entry whose phrase is gone is an error, so the list
 # cannot outlive the text.
 ALLOWED: list[tuple[str, str, str]] = [
+    ("benchmarks/RESULTS.md", "**at least 91.5 %** for the best", "issue 17's target"),
+    ("benchmarks/RESULTS.md", "best pipeline within 60 minutes", "issue 17's target"),
+    ("benchmarks/RESULTS.md", "labels-only config within 30 minutes", "issue 17's target"),
     ("benchmarks/RESULTS.md", "at most 1.3x the hand-written", "issue 16's target"),
     ("README.md", "DLinear's paper: 0.375", "published result, cited"),
     ("README.md", "SegRNN's paper: 0.351", "published result, cited"),
