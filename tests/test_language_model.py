@@ -492,7 +492,7 @@ def test_the_shipped_pipeline_pretrains_a_classifier_on_imdb(tmp_path: Path, mon
             "model.embedding_dim=8", "model.hidden_size=8", "train.batch_size=4",
             "train.max_minutes=null", "train.epochs=1", "train.device=cpu",
             "output.tensorboard=false"]  # fmt: skip
-    lm = [*tiny, "data.bptt=5"]
+    lm = [*tiny, "data.bptt=5", "model.adaptive_softmax=[5, 10]"]  # a 19-token vocabulary
     cls = [*tiny, "data.max_len=16", "train.warmup_steps=2", "output.name=cls"]
     with contextlib.chdir(tmp_path):
         result = runner.invoke(app, ["train", "-c", "imdb_lm", *flags(lm)])

@@ -244,7 +244,7 @@ def _adaptive(
     ):
         raise ConfigError(
             f"model.adaptive_softmax: {cutoffs} must be increasing token counts between 1 and "
-            f"the vocabulary's {vocab_size - 1}, e.g. [2000, 10000]"
+            f"{vocab_size - 1} (the vocabulary has {vocab_size} tokens)"
         )
     return nn.AdaptiveLogSoftmaxWithLoss(width, vocab_size, cutoffs, div_value=args.adaptive_div)
 
