@@ -128,5 +128,14 @@ def top_layer_state(h_n: Tensor | tuple[Tensor, ...], num_directions: int) -> Te
     return torch.cat(list(h[-num_directions:]), dim=-1)
 
 
+def draw(logits: Tensor, temperature: float, generator: torch.Generator | None) -> Tensor:
+    """One token per row of next-token scores (N, V): the argmax at temperature 0, else
+    a draw from softmax(logits / temperature) with ``generator`` (seeded: repeatable)."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits / temperature, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
 def list_models() -> list[str]:
     return MODELS.names()

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from rnnzoo.errors import ConfigError
-from rnnzoo.models.base import MODELS, WORD_DROPOUT, RecurrentArgs
+from rnnzoo.models.base import MODELS, WORD_DROPOUT, RecurrentArgs, draw
 from rnnzoo.regularizers import embedding_dropout
 from rnnzoo.tasks import ModelIO
 from rnnzoo.tasks.base import TargetLogProbs
@@ -210,12 +210,7 @@ class LanguageModel(nn.Module):
         for _ in range(max_len):
             logits = self._scores(out).float()  # (N, V)
             logits[:, PAD] = float("-inf")
-            if temperature == 0:
-                token = logits.argmax(dim=-1)
-            else:
-                probs = torch.softmax(logits / temperature, dim=-1)
-                token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-            token = token.masked_fill(done, PAD)
+            token = draw(logits, temperature, generator).masked_fill(done, PAD)
             tokens.append(token)
             if stop is not None:
                 done |= token == stop
