@@ -15,11 +15,19 @@ used (it is not on this machine).
 
     python scripts/bench_imdb_pretrained.py --data ../shared/data/imdb/aclImdb_train.tar.gz \\
         --out benchmarks/imdb_pretrained.json
+
+``--keep DIR`` trains into DIR instead of a temporary folder and keeps the runs, with the
+language model's record in ``DIR/lm.json``. ``--reuse-lm`` then tries another classifier
+setting (``--classifier-set KEY=VALUE``) on that language model without training it
+again: the pipeline's time is the kept language model's measured time plus the new
+classifier's.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -54,16 +62,32 @@ def main() -> None:
     parser.add_argument("--labels-only", default="imdb_best")
     parser.add_argument("--skip", choices=["pretrained", "labels_only"], default=None)
     parser.add_argument("--set", action="append", default=[], help="extra override, both")
+    parser.add_argument("--classifier-set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--keep", type=Path, default=None, help="train into DIR and keep it")
+    parser.add_argument("--reuse-lm", action="store_true", help="the language model in --keep")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.reuse_lm and not (args.keep and (args.keep / "lm.json").is_file()):
+        parser.error("--reuse-lm needs --keep DIR holding a kept language model (DIR/lm.json)")
     data = [f"data.path={args.data}", *args.set]
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        if args.keep is None:
+            out = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        else:
+            out = args.keep
+            out.mkdir(parents=True, exist_ok=True)
         if args.skip != "pretrained":
-            lm = timed(args.lm, data, out, "lm")
-            init = [*data, f"model.init_from={out / 'lm'}"]
-            classifier = timed(args.classifier, init, out, "classifier")
+            if args.reuse_lm:
+                lm = json.loads((out / "lm.json").read_text())
+                lm["reused"] = True
+            else:
+                lm = timed(args.lm, data, out, "lm")
+                if args.keep is not None:
+                    (out / "lm.json").write_text(json.dumps(lm))
+            init = [*data, *args.classifier_set, f"model.init_from={out / 'lm'}"]
+            classifier_name = "classifier" if not args.reuse_lm else f"classifier-{time.time_ns()}"
+            classifier = timed(args.classifier, init, out, classifier_name)
             results["pretrained"] = {
                 "language_model": lm,
                 "classifier": classifier,

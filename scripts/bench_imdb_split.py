@@ -11,7 +11,8 @@ not used (it is not on this machine).
         --out benchmarks/imdb_split.json
 
 ``--epochs N`` caps every config at N epochs (the same cap on both sides) to fit a
-budget; the JSON records it. Accuracies do not depend on the machine's load; the
+budget; the JSON records it. ``--splits`` runs one side only (to finish a sweep that
+stopped part way, into another JSON). Accuracies do not depend on the machine's load; the
 seconds do, and the load is recorded beside them.
 """
 
@@ -52,6 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="the IMDB archive or folder")
     parser.add_argument("--configs", nargs="+", default=CONFIGS)
+    parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
     parser.add_argument("--epochs", type=int, default=None, help="cap every config at N")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -59,7 +61,7 @@ def main() -> None:
     header = {"epochs_cap": args.epochs, "shared_movies": shared_movies(args.data)}
     with tempfile.TemporaryDirectory() as tmp:
         for config in args.configs:
-            for split in SPLITS:
+            for split in args.splits:
                 sets = [f"data.path={args.data}", f"data.val_split={split}"]
                 if args.epochs is not None:
                     sets.append(f"train.epochs={args.epochs}")
