@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import tempfile
 import time
@@ -54,6 +55,13 @@ def timed(config: str, sets: list[str], out: Path, name: str) -> dict[str, Any]:
     }
 
 
+def unused(folder: Path, name: str) -> str:
+    """``name``, or ``name-2``, ``name-3``...: the first run folder not yet in ``folder``
+    (a kept folder gets one classifier per try)."""
+    tries = (name if i == 1 else f"{name}-{i}" for i in itertools.count(1))
+    return next(t for t in tries if not (folder / t).exists())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="the IMDB archive or folder")
@@ -71,12 +79,11 @@ def main() -> None:
         parser.error("--reuse-lm needs --keep DIR holding a kept language model (DIR/lm.json)")
     data = [f"data.path={args.data}", *args.set]
     results: dict[str, Any] = {}
-    with contextlib.ExitStack() as stack:
-        if args.keep is None:
-            out = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        else:
-            out = args.keep
-            out.mkdir(parents=True, exist_ok=True)
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    kept = contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory()
+    with kept as folder:
+        out = Path(folder)
         if args.skip != "pretrained":
             if args.reuse_lm:
                 lm = json.loads((out / "lm.json").read_text())
@@ -86,8 +93,7 @@ def main() -> None:
                 if args.keep is not None:
                     (out / "lm.json").write_text(json.dumps(lm))
             init = [*data, *args.classifier_set, f"model.init_from={out / 'lm'}"]
-            classifier_name = "classifier" if not args.reuse_lm else f"classifier-{time.time_ns()}"
-            classifier = timed(args.classifier, init, out, classifier_name)
+            classifier = timed(args.classifier, init, out, unused(out, "classifier"))
             results["pretrained"] = {
                 "language_model": lm,
                 "classifier": classifier,
