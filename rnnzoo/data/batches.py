@@ -15,19 +15,25 @@ class Batch:
     """One batch: what a model takes (``inputs``, ``lengths``) and what the task scores.
 
     inputs: (B, T, F) features or (B, T) token ids, padded; lengths: (B,) or None when
-    every sequence has T steps; targets: whatever the task's loss compares with.
+    every sequence has T steps; targets: whatever the task's loss compares with;
+    context: what the task's scores need beyond the targets (a forecast window's values
+    in original units, to undo a transformation), never seen by the model.
     """
 
     inputs: Tensor
     targets: Tensor
     lengths: Tensor | None = None
+    context: Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
-        lengths = None if self.lengths is None else self.lengths.to(device, non_blocking=True)
+        def move(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(device, non_blocking=True)
+
         return Batch(
             self.inputs.to(device, non_blocking=True),
             self.targets.to(device, non_blocking=True),
-            lengths,
+            move(self.lengths),
+            move(self.context),
         )
 
     def __len__(self) -> int:

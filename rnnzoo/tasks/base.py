@@ -46,6 +46,7 @@ class ModelIO:
 
     ``char_vocab_size``: token inputs that also spell each word, (B, T, 1 + C): the
     word id, then the ids of its C characters (0: padding); None: plain ids (B, T).
+    ``season``: a forecasting task's seasonal period (1: none), for models that use one.
     """
 
     input_size: int
@@ -57,6 +58,7 @@ class ModelIO:
     max_output_len: int | None = None
     num_conditions: int | None = None
     char_vocab_size: int | None = None
+    season: int | None = None  # steps per season of a series (data.season), for forecasters
 
 
 class TargetLogProbs(NamedTuple):

@@ -197,19 +197,26 @@ class ForecastTask(Task):
     def io(self) -> ModelIO:
         d = self.data
         n_in, n_out = len(self.columns), len(self.out_columns)
-        return ModelIO(n_in, n_out, None, d.input_len, d.horizon, output="horizon")
+        return ModelIO(n_in, n_out, None, d.input_len, d.horizon, output="horizon", season=d.season)
 
     # -- loss and scores ----------------------------------------------------------
 
     def loss(self, output: Tensor, batch: Batch) -> Tensor:
         return F.mse_loss(output, batch.targets)
 
+    def originals(self, output: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
+        """(forecast, truth) of a batch in the data's own units, float64 (B, H, C_out).
+
+        Every reported score starts here, so a change of model space (scaling, a
+        transformation) is undone in one place."""
+        return self._unscale(output), self._unscale(batch.targets)
+
     def metrics(self, output: Tensor, batch: Batch) -> Sums:
         assert self.scaler is not None and self.mase_scale is not None
-        output, target = output.detach().double(), batch.targets.double()
-        err = output - target
-        cols = range(len(self.out_columns))
-        pred, true = self.scaler.inverse(output, cols), self.scaler.inverse(target, cols)
+        pred, true = self.originals(output, batch)
+        # The field's MSE/MAE: on the scaled values of the original series.
+        scale = self.scaler.scale[: len(self.out_columns)]
+        err = (pred - true) / torch.as_tensor(scale, dtype=pred.dtype, device=pred.device)
         abs_err = (pred - true).abs()
         mase_scale = torch.as_tensor(self.mase_scale, dtype=abs_err.dtype, device=abs_err.device)
         nonzero = true.abs() > 1e-8
