@@ -311,6 +311,8 @@ class Windows(Dataset[Batch]):
 
     ``in_cols``/``out_cols`` pick columns of ``values``; the output columns come first
     among the inputs (a model reads a target's own history at ``inputs[..., :C_out]``).
+    ``raw``: (N, C_out) the output columns in original units; each batch then carries
+    its windows' rows of it, (B, L + H, C_out), as ``context``.
     """
 
     def __init__(
@@ -321,10 +323,11 @@ class Windows(Dataset[Batch]):
         horizon: int,
         in_cols: Sequence[int],
         out_cols: Sequence[int],
+        raw: Tensor | None = None,
     ) -> None:
         if list(in_cols[: len(out_cols)]) != list(out_cols):
             raise ValueError("the output columns must lead the input columns")
-        self.values, self.starts = values, starts
+        self.values, self.starts, self.raw = values, starts, raw
         self.input_len, self.horizon = input_len, horizon
         self.in_cols = torch.as_tensor(list(in_cols), dtype=torch.long)
         self.out_cols = torch.as_tensor(list(out_cols), dtype=torch.long)
@@ -340,7 +343,9 @@ class Windows(Dataset[Batch]):
         rows_out = starts[:, None] + self._steps_out  # (B, H)
         inputs = self.values[rows_in][:, :, self.in_cols]
         targets = self.values[rows_out][:, :, self.out_cols]
-        return Batch(inputs, targets)
+        if self.raw is None:
+            return Batch(inputs, targets)
+        return Batch(inputs, targets, context=self.raw[torch.cat([rows_in, rows_out], dim=1)])
 
     def __getitem__(self, index: int) -> Batch:
         return self.__getitems__([index])

@@ -39,6 +39,7 @@ from rnnzoo.data.timeseries import (
     split_borders,
     window_starts,
 )
+from rnnzoo.data.transforms import Step, StepSpec, Transform
 from rnnzoo.errors import ConfigError
 from rnnzoo.tasks.base import TASKS, ModelIO, PredictRequest, Sums, Task
 
@@ -67,6 +68,11 @@ class ForecastTask(Task):
             default_factory=lambda: [0.7, 0.1, 0.2],
             description="train/val/test: fractions (ratios) or rows (counts)",
         )
+        transform: list[StepSpec] | dict[str, list[StepSpec]] = Field(
+            default_factory=list,
+            description="log, log1p, box_cox, difference or {difference: LAG}, in order; "
+            "a list for every column or {column: list}",
+        )
         scaler: Literal["standard", "minmax", "none"] = "standard"
         season: int = Field(1, ge=1, description="period of MASE's naive forecast (1: last)")
         plot_windows: int = Field(4, ge=1, description="test windows drawn by rnnzoo eval")
@@ -81,6 +87,15 @@ class ForecastTask(Task):
             if not target:
                 raise ValueError("name at least one column to forecast")
             return target
+
+        @field_validator("transform")
+        @classmethod
+        def _steps_parse(cls, spec: Any) -> Any:
+            chains = spec.values() if isinstance(spec, dict) else [spec]
+            for chain in chains:
+                for step in chain:
+                    Step.parse(step)  # a ValueError names what is wrong
+            return spec
 
         @field_validator("features")
         @classmethod
@@ -120,7 +135,9 @@ class ForecastTask(Task):
         d = self.data
         self.out_columns: list[str] = d.targets + (d.features if d.mode == "M" else [])
         self.columns: list[str] = d.targets + d.features  # inputs; the outputs lead
-        self.scaler: Scaler | None = None
+        self.transform = Transform.from_config(self.data.transform, self.columns)
+        self.scaler: Scaler | None = None  # fitted in model space (after the transform)
+        self.report_scale: np.ndarray | None = None  # the scaler's scale in original units
         self.mase_scale: np.ndarray | None = None
         self._series: Series | None = None
 
@@ -145,18 +162,32 @@ class ForecastTask(Task):
         return split_borders(len(self.load_series()), d.protocol, d.splits)
 
     def prepare(self) -> None:
-        """Fit the scaler and MASE's scale on the training rows only."""
+        """Fit the transform, the scaler and MASE's scale on the training rows only."""
         d = self.data
         series, borders = self.load_series(), self.borders
-        for split, border in borders.items():
-            stride = d.stride if split == "train" else 1
-            if len(window_starts(border, d.input_len, d.horizon, stride)) == 0:
+        offset = self.transform.offset
+        if offset > d.input_len:
+            raise ConfigError(
+                f"data.transform differences {offset} steps back, more than the window "
+                f"(data.input_len {d.input_len}) holds: lengthen the window or shorten the lag"
+            )
+        for split in borders:
+            if len(self._starts(split)) == 0:
+                border = borders[split]
                 raise DataError(
                     f"{series.source}: the {split} split (rows {border[0]}-{border[1]}) is too "
                     f"short for one window of input_len {d.input_len} + horizon {d.horizon}"
+                    + (
+                        f" after the {offset} rows data.transform differences away"
+                        if offset
+                        else ""
+                    )
                 )
         train = series.values[: borders["train"][1]]
-        self.scaler = Scaler.fit(d.scaler, train)
+        self.transform.fit(train, self.columns, series.source)
+        modelled = self.transform.apply(train, self.columns, series.source)[offset:]
+        self.scaler = Scaler.fit(d.scaler, modelled)
+        self.report_scale = Scaler.fit(d.scaler, train).scale
         n_out = len(self.out_columns)
         m = d.season if d.season < len(train) else 1
         naive = np.abs(train[m:, :n_out] - train[:-m, :n_out]).mean(axis=0)
@@ -167,6 +198,8 @@ class ForecastTask(Task):
         state = {
             "columns": self.columns,
             "scaler": self.scaler.to_dict(),
+            "report_scale": None if self.report_scale is None else self.report_scale.tolist(),
+            "transform": self.transform.to_list(),
             "mase_scale": self.mase_scale.tolist(),
         }
         (run_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
@@ -177,21 +210,39 @@ class ForecastTask(Task):
             raise ConfigError(f"{run_dir} has no {STATE_FILE} (the fitted scaler)")
         state = json.loads(path.read_text())
         self.scaler = Scaler.from_dict(state["scaler"])
+        # Runs from before transformations: no transform, the report scale is the scaler's.
+        self.report_scale = np.asarray(state.get("report_scale") or self.scaler.scale, np.float64)
+        if "transform" in state:
+            self.transform = Transform.from_list(state["transform"])
         self.mase_scale = np.asarray(state["mase_scale"], np.float64)
 
     def _scaled(self, series: Series) -> Tensor:
+        """The series in model space: transformed, then scaled (float32, NaN where a
+        difference has no value)."""
         if self.scaler is None:
             raise RuntimeError("the scaler is not fitted: call prepare() or load_state()")
-        return torch.as_tensor(self.scaler.transform(series.values), dtype=torch.float32)
+        values = self.transform.apply(series.values, self.columns, series.source)
+        return torch.as_tensor(self.scaler.transform(values), dtype=torch.float32)
+
+    def _starts(self, split: str) -> Tensor:
+        """First rows of the split's windows: none before the transform's first value."""
+        d = self.data
+        stride = d.stride if split == "train" else 1
+        starts = window_starts(self.borders[split], d.input_len, d.horizon, stride)
+        return starts[starts >= self.transform.offset]
 
     def dataset(self, split: str) -> Windows:
         self.check_split(split)
         d = self.data
-        stride = d.stride if split == "train" else 1
-        starts = window_starts(self.borders[split], d.input_len, d.horizon, stride)
         n_out, n_in = len(self.out_columns), len(self.columns)
-        values = self._scaled(self.load_series())
-        return Windows(values, starts, d.input_len, d.horizon, range(n_in), range(n_out))
+        series = self.load_series()
+        raw = None  # the windows' values in original units, to undo the transform
+        if not self.transform.identity:
+            raw = torch.as_tensor(series.values[:, :n_out], dtype=torch.float64)
+        return Windows(
+            self._scaled(series), self._starts(split), d.input_len, d.horizon,
+            range(n_in), range(n_out), raw=raw,
+        )  # fmt: skip
 
     @property
     def io(self) -> ModelIO:
@@ -208,14 +259,24 @@ class ForecastTask(Task):
         """(forecast, truth) of a batch in the data's own units, float64 (B, H, C_out).
 
         Every reported score starts here, so a change of model space (scaling, a
-        transformation) is undone in one place."""
-        return self._unscale(output), self._unscale(batch.targets)
+        transformation) is undone in one place. With a transform, ``batch.context`` holds
+        each window's values in original units: (B, L + H, C_out)."""
+        if batch.context is None:
+            return self._unscale(output), self._unscale(batch.targets)
+        history = batch.context[:, : self.data.input_len].double()
+        return self._original(output, history), batch.context[:, self.data.input_len :].double()
+
+    def _original(self, output: Tensor, history: Tensor) -> Tensor:
+        """A model-space forecast (B, H, C_out) in original units, given each window's
+        history in original units (B, L, C_out) (unused without a transform)."""
+        forecast = self._unscale(output)
+        return forecast if self.transform.identity else self.transform.inverse(forecast, history)
 
     def metrics(self, output: Tensor, batch: Batch) -> Sums:
-        assert self.scaler is not None and self.mase_scale is not None
+        assert self.report_scale is not None and self.mase_scale is not None
         pred, true = self.originals(output, batch)
         # The field's MSE/MAE: on the scaled values of the original series.
-        scale = self.scaler.scale[: len(self.out_columns)]
+        scale = self.report_scale[: len(self.out_columns)]
         err = (pred - true) / torch.as_tensor(scale, dtype=pred.dtype, device=pred.device)
         abs_err = (pred - true).abs()
         mase_scale = torch.as_tensor(self.mase_scale, dtype=abs_err.dtype, device=abs_err.device)
@@ -256,14 +317,16 @@ class ForecastTask(Task):
         d = self.data
         series = self.load_series(request.data_path)
         cut = _cutoff_row(series, request.cutoff)  # forecast rows cut, cut+1, ...
-        if cut < d.input_len:
+        need = d.input_len + self.transform.offset  # a difference needs rows before its first
+        if cut < need:
             raise ConfigError(
-                f"the forecast needs {d.input_len} rows of history before the cut-off; "
+                f"the forecast needs {need} rows of history before the cut-off; "
                 f"{series.source} has {cut}"
             )
         values = self._scaled(series)[cut - d.input_len : cut]
+        history = torch.as_tensor(series.values[cut - d.input_len : cut, : len(self.out_columns)])
         model.eval()
-        forecast = self._unscale(model(values[None], None)[0]).numpy()  # (H, C_out)
+        forecast = self._original(model(values[None], None), history[None])[0].numpy()  # (H, C)
         frame = pd.DataFrame(forecast, columns=self.out_columns)
         frame.insert(
             0, "date" if series.dates is not None else "step", _future(series, cut, d.horizon)
@@ -295,7 +358,8 @@ class ForecastTask(Task):
         picks = np.linspace(0, len(data) - 1, n).round().astype(int).tolist()
         batch = data.__getitems__(picks).to(device)
         model.eval()
-        forecast = self._unscale(model(batch.inputs, None).float().cpu())[:, :, 0]
+        output = model(batch.inputs, None).float().cpu()
+        forecast = self.originals(output, batch.to(torch.device("cpu")))[0][:, :, 0]
         fig, axes = plt.subplots(n, 1, figsize=(9, 2.4 * n), squeeze=False)
         for ax, i, pred in zip(axes[:, 0], picks, forecast, strict=True):
             start = int(data.starts[i])
