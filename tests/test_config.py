@@ -13,6 +13,7 @@ from rnnzoo.cli import app
 from rnnzoo.config import ConfigError, load_config, parse_config
 from rnnzoo.models import build_model
 from rnnzoo.tasks import TASKS, AddingTask
+from rnnzoo.tasks.base import QuantileForecast
 from tests.conftest import TINY
 
 runner = CliRunner()
@@ -152,7 +153,10 @@ def test_every_shipped_config_loads_validates_and_builds(path: Path):
     else:
         x = torch.randn(2, io.input_len or 5, io.input_size)
     out = model(x)
-    if io.output == "sequence":  # decoded: scores along the decoded path, and its tokens
+    if isinstance(out, QuantileForecast):  # model.quantiles: a forecast per level, (B, H, C, Q)
+        assert out.levels == tuple(config.model.quantiles)  # type: ignore[attr-defined]
+        assert out.values.shape == (2, io.horizon, io.output_size, len(out.levels))
+    elif io.output == "sequence":  # decoded: scores along the decoded path, and its tokens
         assert out.logits.shape[0] == 2 and out.logits.shape[-1] == io.output_size
         assert out.tokens.shape[0] == 2 and out.tokens.shape[1] <= (io.max_output_len or 0)
     else:

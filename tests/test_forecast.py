@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from torch import Tensor
 from typer.testing import CliRunner
 
 from rnnzoo.cli import app
@@ -24,6 +25,9 @@ from rnnzoo.data.timeseries import (
 from rnnzoo.models import MODELS, build_model
 from rnnzoo.models.base import output_of
 from rnnzoo.tasks import ForecastTask, ModelIO
+from rnnzoo.tasks.base import QuantileForecast
+from rnnzoo.tasks.forecast import pinball
+from tests.test_bad_input import assert_user_error
 
 FORECASTERS = [n for n in MODELS.names() if output_of(n) == "horizon"]
 
@@ -467,3 +471,136 @@ def test_a_missing_file_is_fetched_from_data_url(tmp_path: Path):
     with pytest.raises(DataError, match=r"could not be downloaded from file://"):
         task_for(tmp_path / "other.csv", url=(tmp_path / "nowhere.csv").as_uri())
     assert not (tmp_path / "other.csv.part").exists()
+
+
+# -- quantile forecasts -------------------------------------------------------------------
+
+LEVELS = (0.1, 0.5, 0.9)
+RECURRENT = ["forecaster", "seq2seq_forecaster", "segrnn"]
+
+
+def test_pinball_loss_and_quantile_scores_by_hand(tmp_path: Path):
+    task = task_for(monthly_csv(tmp_path / "m.csv", n=100))
+    batch = task.dataset("test").__getitems__(list(range(4)))
+    offsets = torch.tensor([-1.0, 0.5, 2.0]).expand(4, 4, 1, 3).clone()  # (B, H, C, Q)
+    offsets[0, :, :, 0] = 0.25  # window 0: its lowest level is above the truth
+    output = QuantileForecast(batch.targets.unsqueeze(-1) + offsets, LEVELS)
+    # q * (y - f) above the forecast, (1 - q) * (f - y) below, averaged over the levels
+    inside = (0.1 * 1 + 0.5 * 0.5 + 0.1 * 2) / 3
+    above = (0.9 * 0.25 + 0.5 * 0.5 + 0.1 * 2) / 3
+    expected = 0.75 * inside + 0.25 * above
+    assert float(task.loss(output, batch)) == pytest.approx(expected, rel=1e-6)
+    sums = task.metrics(output, batch)
+    means = task.finish({k: float(s) / float(n) for k, (s, n) in sums.items()})
+    assert means["pinball"] == pytest.approx(expected, rel=1e-5)  # standard scaler: same units
+    assert means["mse"] == pytest.approx(0.25)  # point scores: of the median, 0.5 too high
+    assert means["mae_orig"] == pytest.approx(0.5 * float(task.scaler.scale[0]))
+    assert means["coverage"] == pytest.approx(75.0) and means["nominal"] == pytest.approx(80.0)
+    assert means["coverage_error"] == pytest.approx(5.0)
+    assert means["interval_width"] == pytest.approx(0.75 * 3 + 0.25 * 1.75)
+
+
+def test_the_pinball_loss_is_least_at_the_true_quantile():
+    y = torch.randn(20_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    grid = torch.linspace(-2, 2, 401, dtype=torch.float64)
+    for q in LEVELS:
+        losses = torch.stack([pinball(f.view(1, 1), y, (q,)).mean() for f in grid])
+        true = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(q)))
+        assert float(grid[losses.argmin()]) == pytest.approx(true, abs=0.05), q
+        for step, sign in ((-0.2, -1), (0.2, 1)):  # below the quantile: raise f, above: lower
+            f = torch.tensor([[true + step]], dtype=torch.float64, requires_grad=True)
+            pinball(f, y, (q,)).mean().backward()
+            assert f.grad is not None and math.copysign(1, float(f.grad)) == sign
+
+
+@pytest.mark.parametrize("norm", ["last", "revin"])
+@pytest.mark.parametrize("name", RECURRENT)
+def test_quantile_forecasters_shape_order_and_norm_on_every_level(name, norm):
+    args = MODELS.get(name).Args(name=name, **{**MODEL_ARGS[name], "norm": norm},
+                                 quantiles=list(LEVELS))  # fmt: skip
+    model = build_model(args, ModelIO(3, 2, input_len=8, horizon=4, output="horizon"))
+    x, y = torch.randn(5, 8, 3), torch.randn(5, 4, 2)
+    out = model(x, None, y)
+    assert isinstance(out, QuantileForecast) and out.levels == LEVELS
+    assert out.values.shape == (5, 4, 2, 3)
+    pinball(out.values, y, out.levels).mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    model.eval()
+    assert (model(x).values.diff(dim=-1) >= 0).all()
+    if norm == "last":  # a constant added to the window shifts every level by it
+        torch.testing.assert_close(model(x + 100.0).values, model(x).values + 100.0,
+                                   rtol=1e-5, atol=1e-4)  # fmt: skip
+    else:  # revin: every level follows the window's level and scale
+        torch.testing.assert_close(model(3 * x + 7).values, 3 * model(x).values + 7,
+                                   rtol=1e-4, atol=1e-4)  # fmt: skip
+
+
+def test_quantiles_never_cross_even_when_the_head_would_cross_them():
+    args = MODELS.get("forecaster").Args(hidden_size=4, quantiles=list(LEVELS))
+    model = build_model(args, ModelIO(1, 1, input_len=8, horizon=2, output="horizon")).eval()
+    with torch.no_grad():  # the head says 3, 2, 1 for levels 0.1, 0.5, 0.9
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([3.0, 2.0, 1.0]).repeat(2))
+    out = model(torch.randn(2, 8, 1))
+    assert out.values.tolist() == [[[[1.0, 2.0, 3.0]]] * 2] * 2
+    assert out.median.tolist() == [[[2.0]] * 2] * 2
+
+
+def test_seq2seq_feeds_back_the_median():
+    args = MODELS.get("seq2seq_forecaster").Args(hidden_size=5, quantiles=[0.2, 0.45, 0.8])
+    model = build_model(args, ModelIO(2, 2, input_len=8, horizon=3, output="horizon")).eval()
+    fed: list[Tensor] = []
+    step = model.decoder.step
+
+    def recording(x, state):
+        fed.append(x)
+        return step(x, state)
+
+    model.decoder.step = recording
+    out = model(torch.randn(4, 8, 2))
+    assert len(fed) == 3
+    for t in (1, 2):  # norm none: the forecast is in the model's space as it is fed
+        torch.testing.assert_close(fed[t], out.values[:, t - 1, :, 1])
+
+
+@pytest.mark.parametrize("levels", ["[0.9, 0.1]", "[0, 0.5]", "[0.5]", "[0.1, 1.2]"])
+def test_bad_quantile_levels_exit_2_naming_the_key(forecast_config: Path, tmp_path: Path, levels):
+    args = ["train", "--config", str(forecast_config), "--set", f"model.quantiles={levels}"]
+    assert_user_error(CliRunner().invoke(app, args), "model.quantiles")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_quantile_forecaster_through_the_cli(forecast_config: Path, tmp_path: Path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    bands: list[int] = []
+    fill = Axes.fill_between
+
+    def recording(ax, x, *args, **kwargs):
+        bands.append(len(x))
+        return fill(ax, x, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "fill_between", recording)
+    runner = CliRunner()
+    args = ["train", "--config", str(forecast_config), "--set", "model.quantiles=[0.1,0.5,0.9]"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "sales"
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"val_pinball", "val_coverage", "val_interval_width", "val_mse"} <= set(record)
+    test = json.loads((run / "summary.json").read_text())["test"]
+    assert 0 <= test["coverage"] <= 100 and test["pinball"] > 0
+    assert test["nominal"] == pytest.approx(80)
+    [line] = [line for line in result.output.splitlines() if line.startswith("test ")]
+    assert " coverage " in line and " nominal 80" in line
+    assert bands == [6] * 3  # the test plot: one band per window drawn, over the horizon
+    assert (run / "forecast_test.png").read_bytes()[:4] == b"\x89PNG"
+
+    out = tmp_path / "cut.csv"
+    result = runner.invoke(app, ["predict", str(run), "--cutoff", "2006-12", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    header, *rows = out.read_text().splitlines()
+    assert header == "date,c0,c0_q0.1,c0_q0.9,actual_c0" and len(rows) == 6
+    for row in rows:
+        median, low, high = (float(v) for v in row.split(",")[1:4])
+        assert low <= median <= high

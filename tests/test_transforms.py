@@ -198,3 +198,23 @@ def test_transform_round_trip_on_a_whole_series():
     y = torch.as_tensor(t.apply(x, ["x"], "mem"))
     back = t.inverse(y[None, 20:, :], torch.as_tensor(x[None, :20]))
     np.testing.assert_allclose(back[0].numpy(), x[20:])
+
+
+def test_quantile_levels_are_undone_through_the_transform(tmp_path: Path):
+    """Each level goes back through log and the scaler like the point forecast does."""
+    from rnnzoo.tasks.base import QuantileForecast
+
+    task = task_for(growing_csv(tmp_path / "g.csv"), ["log"])
+    data = task.dataset("test")
+    batch = data.__getitems__(list(range(len(data))))
+    offsets = torch.tensor([-0.5, 0.0, 0.5], dtype=torch.float64)
+    values = batch.targets.double()[..., None] + offsets  # (B, H, 1, 3)
+    sums = task.metrics(QuantileForecast(values, (0.1, 0.5, 0.9)), batch)
+    assert float(sums["coverage"][0] / sums["coverage"][1]) == pytest.approx(100)
+    assert float(sums["mse_orig"][0]) < 1e-3  # the median is the truth
+    true = batch.context[:, 24:, 0].double()
+    scaled_log_sd = float(task.scaler.scale[0])
+    low, high = true * math.exp(-0.5 * scaled_log_sd), true * math.exp(0.5 * scaled_log_sd)
+    width = float(((high - low) / task.report_scale[0]).mean())
+    got = float(sums["interval_width"][0] / sums["interval_width"][1])
+    assert got == pytest.approx(width, rel=1e-4)

@@ -14,10 +14,18 @@ The recurrent models here: ``forecaster`` (encoder, then a linear head emits all
 steps at once), ``seq2seq_forecaster`` (encoder, then a decoder unrolled over the
 horizon on its own forecasts, teacher-forced in training) and ``segrnn`` (Lin et al.
 2023: recur over segments of the window, decode every horizon segment in parallel).
+
+With ``quantiles`` (levels such as [0.1, 0.5, 0.9]) a recurrent forecaster emits one
+forecast per level, a ``QuantileForecast`` of (B, H, C_out, Q), for the task's pinball
+loss. The window norm is undone on every level, and the levels are then sorted along Q
+(monotone rearrangement, Chernozhukov et al. 2010), so they never cross: the forecast
+at level Q's position is the Q-th smallest of the head's outputs, and the loss of that
+level trains whichever output lands there. Where none cross, the sort changes nothing.
 """
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Literal
 
 import torch
@@ -27,6 +35,7 @@ from torch import Tensor, nn
 from rnnzoo.errors import ConfigError
 from rnnzoo.models.base import MODELS, RecurrentArgs, top_layer_state
 from rnnzoo.tasks import ModelIO
+from rnnzoo.tasks.base import QuantileForecast, median_index
 
 Norm = Literal["none", "last", "revin"]
 
@@ -68,34 +77,67 @@ class WindowNorm(nn.Module):
 
 
 class ForecastModel(nn.Module):
-    """Base of the forecasters: window normalisation around ``forecast``."""
+    """Base of the forecasters: window normalisation around ``forecast``, and with
+    ``quantiles`` one forecast per level (see the module)."""
 
     output = "horizon"
 
-    def __init__(self, io: ModelIO, norm: Norm = "none") -> None:
+    def __init__(
+        self, io: ModelIO, norm: Norm = "none", quantiles: list[float] | None = None
+    ) -> None:
         super().__init__()
         if io.horizon is None or io.input_len is None:
             raise ConfigError("a forecaster needs a task with input_len and horizon")
         self.n_in, self.n_out = io.input_size, io.output_size
         self.input_len, self.horizon = io.input_len, io.horizon
         self.norm = WindowNorm(norm, self.n_in)
+        self.levels = tuple(quantiles) if quantiles else None
+        self.n_levels = len(self.levels) if self.levels else 1  # Q: outputs per (step, column)
 
     def forward(
         self, inputs: Tensor, lengths: Tensor | None = None, targets: Tensor | None = None
-    ) -> Tensor:
-        """inputs (B, L, C_in) -> forecast (B, H, C_out); ``targets`` for teacher forcing."""
+    ) -> Tensor | QuantileForecast:
+        """inputs (B, L, C_in) -> forecast (B, H, C_out), or with quantiles a
+        ``QuantileForecast`` of (B, H, C_out, Q); ``targets`` for teacher forcing."""
         shift, scale = self.norm.stats(inputs)
         x = self.norm.normalize(inputs, shift, scale)
         if targets is not None:
             targets = self.norm.normalize(targets, shift, scale)
-        return self.norm.denormalize(self.forecast(x, targets), shift, scale)
+        y = self.forecast(x, targets)
+        if self.levels is None:
+            return self.norm.denormalize(y, shift, scale)
+        # (B, H, C, Q) -> (B, H, Q, C): denormalize broadcasts over the last dim
+        y = self.norm.denormalize(y.transpose(-1, -2), shift[:, None], scale[:, None])
+        return QuantileForecast(y.transpose(-1, -2).sort(dim=-1).values, self.levels)
 
     def forecast(self, x: Tensor, targets: Tensor | None) -> Tensor:
+        """Normalised window (B, L, C_in) -> (B, H, C_out), or (B, H, C_out, Q)."""
         raise NotImplementedError
+
+    def _levels_last(self, y: Tensor) -> Tensor:
+        """(..., C_out * Q) -> (..., C_out, Q) with quantiles; unchanged without."""
+        return y if self.levels is None else y.unflatten(-1, (-1, self.n_levels))
 
 
 class ForecastArgs(RecurrentArgs):
     norm: Norm = Field("none", description="per-window normalisation: none, last or revin")
+    quantiles: list[float] | None = Field(
+        None, description="quantile levels to forecast, e.g. [0.1, 0.5, 0.9]; null: a point"
+    )
+
+    @field_validator("quantiles")
+    @classmethod
+    def _levels(cls, levels: list[float] | None) -> list[float] | None:
+        if levels is None:
+            return None
+        if len(levels) < 2 or any(not 0 < q < 1 for q in levels):
+            raise ValueError(
+                "give two or more levels, each strictly between 0 and 1, e.g. "
+                "[0.1, 0.5, 0.9]; leave it null for a point forecast"
+            )
+        if any(b <= a for a, b in pairwise(levels)):
+            raise ValueError("the levels must be strictly increasing, e.g. [0.1, 0.5, 0.9]")
+        return levels
 
 
 class Forecaster(ForecastModel):
@@ -106,10 +148,11 @@ class Forecaster(ForecastModel):
         head_dropout: float = Field(0.0, ge=0, lt=1)
 
     def __init__(self, io: ModelIO, args: Args) -> None:
-        super().__init__(io, args.norm)
+        super().__init__(io, args.norm, args.quantiles)
         self.rnn = args.recurrent(self.n_in)
         self.dropout = nn.Dropout(args.head_dropout)
-        self.head = nn.Linear(args.hidden_size * self.rnn.num_directions, self.horizon * self.n_out)
+        size = self.horizon * self.n_out * self.n_levels
+        self.head = nn.Linear(args.hidden_size * self.rnn.num_directions, size)
 
     @classmethod
     def build(cls, args: Args, io: ModelIO) -> Forecaster:
@@ -118,15 +161,17 @@ class Forecaster(ForecastModel):
     def forecast(self, x: Tensor, targets: Tensor | None) -> Tensor:
         _, h_n = self.rnn(x)
         h = top_layer_state(h_n, self.rnn.num_directions)
-        return self.head(self.dropout(h)).view(len(x), self.horizon, self.n_out)
+        y = self.head(self.dropout(h)).view(len(x), self.horizon, -1)  # (B, H, C_out*Q)
+        return self._levels_last(y)
 
 
 class Seq2SeqForecaster(ForecastModel):
     """Encoder-decoder forecaster: the decoder unrolls over the horizon on its own forecasts.
 
     The decoder starts from the encoder's state and the last observed value, and feeds each
-    forecast back as its next input. In training, each step's input is instead the true
-    previous value with probability ``teacher_forcing``."""
+    forecast back as its next input (with quantiles, the median's: the level nearest
+    0.5). In training, each step's input is instead the true previous value with
+    probability ``teacher_forcing``."""
 
     class Args(ForecastArgs):
         name: Literal["seq2seq_forecaster"] = "seq2seq_forecaster"
@@ -140,11 +185,12 @@ class Seq2SeqForecaster(ForecastModel):
             return bidirectional
 
     def __init__(self, io: ModelIO, args: Args) -> None:
-        super().__init__(io, args.norm)
+        super().__init__(io, args.norm, args.quantiles)
         self.teacher_forcing = args.teacher_forcing
         self.encoder = args.recurrent(self.n_in)
         self.decoder = args.recurrent(self.n_out, bidirectional=False)
-        self.head = nn.Linear(args.hidden_size, self.n_out)
+        self.head = nn.Linear(args.hidden_size, self.n_out * self.n_levels)
+        self.median = None if self.levels is None else median_index(self.levels)
 
     @classmethod
     def build(cls, args: Args, io: ModelIO) -> Seq2SeqForecaster:
@@ -157,13 +203,15 @@ class Seq2SeqForecaster(ForecastModel):
         outputs = []
         for t in range(self.horizon):
             out, state = self.decoder.step(step, state)
-            y = self.head(out)  # (B, C_out)
+            y = self._levels_last(self.head(out))  # (B, C_out), or (B, C_out, Q)
+            if self.median is not None:  # sorted here too, so the median fed back is the output's
+                y = y.sort(dim=-1).values
             outputs.append(y)
             if teach and float(torch.rand(())) < self.teacher_forcing:
                 assert targets is not None
                 step = targets[:, t]
             else:
-                step = y
+                step = y if self.median is None else y[..., self.median]
         return torch.stack(outputs, dim=1)
 
 
@@ -200,7 +248,7 @@ class SegRNN(ForecastModel):
             return bidirectional
 
     def __init__(self, io: ModelIO, args: Args) -> None:
-        super().__init__(io, args.norm)
+        super().__init__(io, args.norm, args.quantiles)
         w, d = args.segment_len, args.hidden_size
         for what, n in (("input_len", self.input_len), ("horizon", self.horizon)):
             if n % w:
@@ -211,7 +259,7 @@ class SegRNN(ForecastModel):
         self.position = nn.Parameter(torch.randn(self.n_segments_out, d // 2))
         self.column = nn.Parameter(torch.randn(self.n_in, d // 2))
         self.dropout = nn.Dropout(args.head_dropout)
-        self.head = nn.Linear(d, w)
+        self.head = nn.Linear(d, w * self.n_levels)
 
     @classmethod
     def build(cls, args: Args, io: ModelIO) -> SegRNN:
@@ -232,9 +280,10 @@ class SegRNN(ForecastModel):
         ).repeat(b, 1, 1)  # (B*C, m, d)
         state = _repeat_state(state, m)
         out, _ = self.rnn(queries.reshape(b * c * m, 1, -1), state)
-        y = self.head(self.dropout(out[:, 0]))  # (B*C*m, w)
-        y = y.view(b, c, m * self.w).transpose(1, 2)  # (B, H, C)
-        return y[:, :, : self.n_out]
+        y = self.head(self.dropout(out[:, 0]))  # (B*C*m, w*Q)
+        y = y.view(b, c, m * self.w, self.n_levels).transpose(1, 2)  # (B, H, C, Q)
+        y = y[:, :, : self.n_out]
+        return y[..., 0] if self.levels is None else y
 
 
 def _repeat_state(state: Tensor | tuple[Tensor, ...], times: int) -> Tensor | tuple[Tensor, ...]:

@@ -75,6 +75,31 @@ class TargetLogProbs(NamedTuple):
         return TargetLogProbs(self.log_prob.float())
 
 
+class QuantileForecast(NamedTuple):
+    """What a forecaster with ``model.quantiles`` returns: a forecast per quantile level.
+
+    values: (B, H, C, Q), ascending along Q (the models sort it, so levels never cross);
+    levels: the Q quantile levels, strictly increasing, each in (0, 1).
+    """
+
+    values: Tensor
+    levels: tuple[float, ...]
+
+    def float(self) -> QuantileForecast:  # the trainer calls output.float()
+        return QuantileForecast(self.values.float(), self.levels)
+
+    @property
+    def median(self) -> Tensor:
+        """The point forecast, (B, H, C): the level nearest 0.5 (of two, the lower)."""
+        return self.values[..., median_index(self.levels)]
+
+
+def median_index(levels: tuple[float, ...]) -> int:
+    """Index of the level nearest 0.5 (of two as near, the lower one)."""
+    # rounded: 0.7 - 0.5 < 0.5 - 0.3 in floating point
+    return min(range(len(levels)), key=lambda i: (round(abs(levels[i] - 0.5), 9), i))
+
+
 class Decoded(NamedTuple):
     """What a ``sequence`` model returns: scores and the chosen tokens, position by position.
 

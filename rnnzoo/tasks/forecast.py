@@ -9,6 +9,13 @@ Settings, as the long-horizon literature names them (Informer, DLinear):
 Models are trained and selected on scaled values; scores are reported both on the
 scaled values (MSE, MAE: the ETT convention) and in the data's own units (MAE, RMSE,
 MAPE, sMAPE, and MASE against the in-sample seasonal naive forecast of train).
+
+A model with quantile levels (``model.quantiles``) returns a ``QuantileForecast``: it
+is trained on the mean pinball loss over its levels, every point score above is taken
+on its median (the level nearest 0.5), so runs stay comparable, and ``pinball``,
+``coverage`` (the % of true values between the lowest and highest level), ``nominal``
+(the % that interval should hold), ``coverage_error`` (their distance) and
+``interval_width`` (scaled, like MAE) are added.
 """
 
 from __future__ import annotations
@@ -41,7 +48,15 @@ from rnnzoo.data.timeseries import (
 )
 from rnnzoo.data.transforms import Step, StepSpec, Transform
 from rnnzoo.errors import ConfigError
-from rnnzoo.tasks.base import TASKS, ModelIO, PredictRequest, Sums, Task
+from rnnzoo.tasks.base import (
+    TASKS,
+    ModelIO,
+    PredictRequest,
+    QuantileForecast,
+    Sums,
+    Task,
+    median_index,
+)
 
 STATE_FILE = "forecast.json"
 
@@ -124,10 +139,15 @@ class ForecastTask(Task):
             return splits
 
     metric = "mse"
-    headline = ("loss", "mse", "mae", "mase")  # never mape: near-zero values blow it up
+    # never mape: near-zero values blow it up; coverage and nominal only with quantiles
+    headline = ("loss", "mse", "mae", "mase", "coverage", "nominal")
+    # coverage and nominal are to read, not to select on: what matters is how near
+    # coverage is to nominal, which coverage_error measures (select on it or pinball)
     modes: ClassVar[dict[str, Literal["min", "max"]]] = {
         "loss": "min", "mse": "min", "mae": "min", "mse_orig": "min", "mae_orig": "min",
         "rmse_orig": "min", "mape": "min", "smape": "min", "mase": "min",
+        "pinball": "min", "coverage": "max", "nominal": "max", "coverage_error": "min",
+        "interval_width": "min",
     }  # fmt: skip
 
     def __init__(self, data: Any) -> None:
@@ -252,7 +272,9 @@ class ForecastTask(Task):
 
     # -- loss and scores ----------------------------------------------------------
 
-    def loss(self, output: Tensor, batch: Batch) -> Tensor:
+    def loss(self, output: Tensor | QuantileForecast, batch: Batch) -> Tensor:
+        if isinstance(output, QuantileForecast):
+            return pinball(output.values, batch.targets, output.levels).mean()
         return F.mse_loss(output, batch.targets)
 
     def originals(self, output: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
@@ -263,18 +285,27 @@ class ForecastTask(Task):
         each window's values in original units: (B, L + H, C_out)."""
         if batch.context is None:
             return self._unscale(output), self._unscale(batch.targets)
-        history = batch.context[:, : self.data.input_len].double()
-        return self._original(output, history), batch.context[:, self.data.input_len :].double()
+        truth = batch.context[:, self.data.input_len :].double()
+        return self._original(output, self._history(batch)), truth
 
-    def _original(self, output: Tensor, history: Tensor) -> Tensor:
+    def _history(self, batch: Batch) -> Tensor | None:
+        """Each window's inputs in original units (B, L, C_out); None without a transform."""
+        if batch.context is None:
+            return None
+        return batch.context[:, : self.data.input_len].double()
+
+    def _original(self, output: Tensor, history: Tensor | None) -> Tensor:
         """A model-space forecast (B, H, C_out) in original units, given each window's
         history in original units (B, L, C_out) (unused without a transform)."""
         forecast = self._unscale(output)
-        return forecast if self.transform.identity else self.transform.inverse(forecast, history)
+        if self.transform.identity:
+            return forecast
+        assert history is not None
+        return self.transform.inverse(forecast, history)
 
-    def metrics(self, output: Tensor, batch: Batch) -> Sums:
+    def metrics(self, output: Tensor | QuantileForecast, batch: Batch) -> Sums:
         assert self.report_scale is not None and self.mase_scale is not None
-        pred, true = self.originals(output, batch)
+        pred, true = self.originals(self._point(output), batch)
         # The field's MSE/MAE: on the scaled values of the original series.
         scale = self.report_scale[: len(self.out_columns)]
         err = (pred - true) / torch.as_tensor(scale, dtype=pred.dtype, device=pred.device)
@@ -283,7 +314,7 @@ class ForecastTask(Task):
         nonzero = true.abs() > 1e-8
         both = (pred.abs() + true.abs()) > 1e-8
         n = torch.tensor(err.numel(), device=err.device)
-        return {
+        sums = {
             "mse": (err.square().sum(), n),
             "mae": (err.abs().sum(), n),
             "mse_orig": (abs_err.square().sum(), n),
@@ -292,18 +323,56 @@ class ForecastTask(Task):
             "smape": (200 * (abs_err / (pred.abs() + true.abs()))[both].sum(), both.sum()),
             "mase": ((abs_err / mase_scale).sum(), n),
         }
+        if isinstance(output, QuantileForecast):
+            sums.update(self._quantile_sums(output, true, self._history(batch)))
+        return sums
+
+    def _quantile_sums(
+        self, output: QuantileForecast, true: Tensor, history: Tensor | None
+    ) -> Sums:
+        """pinball, coverage, nominal and interval_width of a batch, against ``true``
+        (B, H, C_out) in the data's units; pinball and width scaled like ``mae``."""
+        assert self.report_scale is not None
+        values = self._levels(output, history)  # (B, H, C_out, Q)
+        scale = self.report_scale[: len(self.out_columns)]
+        scale_t = torch.as_tensor(scale, dtype=values.dtype, device=values.device)[:, None]
+        low, high = values[..., 0], values[..., -1]
+        inside = (true >= low) & (true <= high)
+        n = torch.tensor(true.numel(), device=true.device)
+        nominal = 100 * (output.levels[-1] - output.levels[0])
+        return {
+            "pinball": (pinball(values / scale_t, true / scale_t[..., 0], output.levels).sum(), n),
+            "coverage": (100 * inside.sum(), n),
+            "nominal": (torch.tensor(nominal * true.numel(), dtype=torch.float64), n),
+            "interval_width": (((high - low) / scale_t[..., 0]).sum(), n),
+        }
 
     def finish(self, means: dict[str, float]) -> dict[str, float]:
         if "mse_orig" in means:
             means["rmse_orig"] = math.sqrt(means["mse_orig"])
+        if "coverage" in means and "nominal" in means:
+            means["coverage_error"] = abs(means["coverage"] - means["nominal"])
         return means
 
-    def show(self, output: Tensor) -> str:
-        return " ".join(f"{v:.4g}" for v in self._unscale(output).flatten().tolist())
+    def show(self, output: Tensor | QuantileForecast) -> str:
+        return " ".join(f"{v:.4g}" for v in self._unscale(self._point(output)).flatten().tolist())
 
     def _unscale(self, output: Tensor) -> Tensor:
         assert self.scaler is not None
         return self.scaler.inverse(output.detach().double(), range(len(self.out_columns)))
+
+    @staticmethod
+    def _point(output: Tensor | QuantileForecast) -> Tensor:
+        """The point forecast (B, H, C_out): a quantile model's median, the level nearest 0.5."""
+        return output.median if isinstance(output, QuantileForecast) else output
+
+    def _levels(self, output: QuantileForecast, history: Tensor | None) -> Tensor:
+        """Every level in the data's units, float64 (B, H, C_out, Q), each undone as
+        ``_original`` undoes a point forecast. Under a monotone transform (log, box_cox)
+        a level stays that level; a difference is undone on each level's path, which is
+        an approximation: a sum of quantiles is not the quantile of a sum."""
+        levels = output.values.unbind(-1)
+        return torch.stack([self._original(v, history) for v in levels], dim=-1)
 
     # -- outputs: forecast CSV and plots ----------------------------------------------
 
@@ -326,8 +395,7 @@ class ForecastTask(Task):
         values = self._scaled(series)[cut - d.input_len : cut]
         history = torch.as_tensor(series.values[cut - d.input_len : cut, : len(self.out_columns)])
         model.eval()
-        forecast = self._original(model(values[None], None), history[None])[0].numpy()  # (H, C)
-        frame = pd.DataFrame(forecast, columns=self.out_columns)
+        frame = pd.DataFrame(self._forecast_columns(model(values[None], None), history[None]))
         frame.insert(
             0, "date" if series.dates is not None else "step", _future(series, cut, d.horizon)
         )
@@ -358,16 +426,24 @@ class ForecastTask(Task):
         picks = np.linspace(0, len(data) - 1, n).round().astype(int).tolist()
         batch = data.__getitems__(picks).to(device)
         model.eval()
-        output = model(batch.inputs, None).float().cpu()
-        forecast = self.originals(output, batch.to(torch.device("cpu")))[0][:, :, 0]
+        output = model(batch.inputs, None).float()
+        batch = batch.to(torch.device("cpu"))
+        forecast = self.originals(self._point(output).cpu(), batch)[0][:, :, 0]
+        band = self._interval(output, self._history(batch))
         fig, axes = plt.subplots(n, 1, figsize=(9, 2.4 * n), squeeze=False)
-        for ax, i, pred in zip(axes[:, 0], picks, forecast, strict=True):
+        for row, (ax, i, pred) in enumerate(zip(axes[:, 0], picks, forecast, strict=True)):
             start = int(data.starts[i])
             rows = np.arange(start, start + d.input_len + d.horizon)
             x: Any = rows if series.dates is None else series.dates[rows]
             history = series.values[rows, 0]
             ax.plot(x, history, color="0.4", lw=1, label="actual")
             ax.plot(x[d.input_len :], pred.numpy(), color="C1", lw=1.5, label="forecast")
+            if band is not None:
+                low, high, label = band
+                ax.fill_between(
+                    x[d.input_len :], low[row], high[row], color="C1", alpha=0.25, lw=0,
+                    label=label,
+                )  # fmt: skip
             ax.axvline(x[d.input_len], color="0.7", ls="--", lw=0.8)
             ax.set_ylabel(self.out_columns[0])
         axes[0, 0].legend(loc="upper left", fontsize="small")
@@ -377,6 +453,36 @@ class ForecastTask(Task):
         fig.savefig(path, dpi=100)
         plt.close(fig)
         return [path]
+
+    def _forecast_columns(
+        self, output: Tensor | QuantileForecast, history: Tensor
+    ) -> dict[str, np.ndarray]:
+        """One window's forecast (H,) per CSV column, in the data's units: each output
+        column's point forecast, then, with quantiles, ``<column>_q<level>`` for every
+        level but the median's (the column itself). history: (1, L, C_out), original units."""
+        point = self._original(self._point(output), history)[0].numpy()  # (H, C_out)
+        columns: dict[str, np.ndarray] = {}
+        for j, name in enumerate(self.out_columns):
+            columns[name] = point[:, j]
+            if isinstance(output, QuantileForecast):
+                values = self._levels(output, history)[0].numpy()  # (H, C_out, Q)
+                for k, level in enumerate(output.levels):
+                    if k != median_index(output.levels):
+                        columns[f"{name}_q{level:g}"] = values[:, j, k]
+        return columns
+
+    def _interval(
+        self, output: Tensor | QuantileForecast, history: Tensor | None
+    ) -> tuple[Any, Any, str] | None:
+        """The first output column's lowest and highest levels (B, H), in the data's units,
+        and their legend label; None for a point forecast."""
+        if not isinstance(output, QuantileForecast):
+            return None
+        on_cpu = QuantileForecast(output.values.float().cpu(), output.levels)
+        values = self._levels(on_cpu, history)[:, :, 0]  # (B, H, Q)
+        low, high = output.levels[0], output.levels[-1]
+        label = f"{100 * (high - low):g} % interval (q{low:g}-q{high:g})"
+        return values[..., 0].numpy(), values[..., -1].numpy(), label
 
 
 def _cutoff_row(series: Series, cutoff: str | None) -> int:
@@ -414,3 +520,13 @@ def _future(series: Series, cut: int, horizon: int) -> Any:
     freq = series.freq() or (series.dates[1:] - series.dates[:-1]).median()
     last = series.dates[cut - 1]
     return pd.date_range(last, periods=horizon + 1, freq=freq)[1:]
+
+
+def pinball(values: Tensor, true: Tensor, levels: tuple[float, ...]) -> Tensor:
+    """Pinball (quantile) loss, averaged over the levels: (..., Q), (...) -> (...).
+
+    Level q's loss is q * (y - f) where the truth y is above its forecast f, and
+    (1 - q) * (f - y) where below; its expectation is least at the q-quantile of y."""
+    q = torch.as_tensor(levels, dtype=values.dtype, device=values.device)
+    diff = true.unsqueeze(-1) - values
+    return torch.maximum(q * diff, (q - 1) * diff).mean(dim=-1)
