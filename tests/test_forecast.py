@@ -308,6 +308,28 @@ def test_seq2seq_teacher_forcing_feeds_targets_in_training_only():
     torch.testing.assert_close(model(x, None, y), model(x))
 
 
+@pytest.mark.parametrize("norm", ["none", "last"])
+def test_a_residual_decoder_starts_as_repeat_last_and_learns_the_change(norm):
+    args = MODELS.get("seq2seq_forecaster").Args(hidden_size=5, residual=True, norm=norm)
+    model = build_model(args, ModelIO(2, 1, input_len=8, horizon=4, output="horizon"))
+    x = torch.randn(3, 8, 2)
+    torch.testing.assert_close(model.eval()(x), x[:, -1:, :1].expand(-1, 4, -1))
+    # a trend: every step one higher; a few steps of training leave repeat-last behind
+    t = torch.arange(12.0)
+    series = (t + torch.randn(16, 1)).unsqueeze(-1).expand(-1, -1, 2) / 4
+    inputs, targets = series[:, :8], series[:, 8:, :1]
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    model.train()
+    for _ in range(60):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(inputs, None, targets), targets).backward()
+        opt.step()
+    repeat = inputs[:, -1:, :1].expand(-1, 4, -1)
+    model.eval()
+    learned = torch.nn.functional.mse_loss(model(inputs), targets)
+    assert learned < 0.2 * torch.nn.functional.mse_loss(repeat, targets)
+
+
 def test_forecasters_and_other_models_fit_only_their_tasks():
     with pytest.raises(ConfigError, match="does not fit this task; models that do: forecaster"):
         io = ModelIO(1, 1, None, 8, 4, output="horizon")

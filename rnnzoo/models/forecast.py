@@ -171,11 +171,16 @@ class Seq2SeqForecaster(ForecastModel):
     The decoder starts from the encoder's state and the last observed value, and feeds each
     forecast back as its next input (with quantiles, the median's: the level nearest
     0.5). In training, each step's input is instead the true previous value with
-    probability ``teacher_forcing``."""
+    probability ``teacher_forcing``.
+
+    With ``residual``, each step forecasts the change from the value fed in, and the head
+    starts at zero: the untrained model is the repeat-last forecast, and training moves
+    it away only where that lowers the loss."""
 
     class Args(ForecastArgs):
         name: Literal["seq2seq_forecaster"] = "seq2seq_forecaster"
         teacher_forcing: float = Field(0.5, ge=0, le=1, description="in training only")
+        residual: bool = Field(False, description="each step forecasts the change from the last")
 
         @field_validator("bidirectional")
         @classmethod
@@ -191,6 +196,10 @@ class Seq2SeqForecaster(ForecastModel):
         self.decoder = args.recurrent(self.n_out, bidirectional=False)
         self.head = nn.Linear(args.hidden_size, self.n_out * self.n_levels)
         self.median = None if self.levels is None else median_index(self.levels)
+        self.residual = args.residual
+        if self.residual:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     @classmethod
     def build(cls, args: Args, io: ModelIO) -> Seq2SeqForecaster:
@@ -204,6 +213,8 @@ class Seq2SeqForecaster(ForecastModel):
         for t in range(self.horizon):
             out, state = self.decoder.step(step, state)
             y = self._levels_last(self.head(out))  # (B, C_out), or (B, C_out, Q)
+            if self.residual:
+                y = y + (step if self.median is None else step[..., None])
             if self.median is not None:  # sorted here too, so the median fed back is the output's
                 y = y.sort(dim=-1).values
             outputs.append(y)
