@@ -188,7 +188,12 @@ class ForecastTask(Task):
         self.check_split(split)
         d = self.data
         stride = d.stride if split == "train" else 1
-        starts = window_starts(self.borders[split], d.input_len, d.horizon, stride)
+        return self.windows(window_starts(self.borders[split], d.input_len, d.horizon, stride))
+
+    def windows(self, starts: Tensor) -> Windows:
+        """The windows of the series whose inputs start at rows ``starts`` (N,): a
+        split's, or any others (a backtest's fine-tuning windows)."""
+        d = self.data
         n_out, n_in = len(self.out_columns), len(self.columns)
         values = self._scaled(self.load_series())
         return Windows(values, starts, d.input_len, d.horizon, range(n_in), range(n_out))
@@ -214,9 +219,7 @@ class ForecastTask(Task):
     def metrics(self, output: Tensor, batch: Batch) -> Sums:
         assert self.scaler is not None and self.mase_scale is not None
         pred, true = self.originals(output, batch)
-        # The field's MSE/MAE: on the scaled values of the original series.
-        scale = self.scaler.scale[: len(self.out_columns)]
-        err = (pred - true) / torch.as_tensor(scale, dtype=pred.dtype, device=pred.device)
+        err = self.scaled_error(pred, true)
         abs_err = (pred - true).abs()
         mase_scale = torch.as_tensor(self.mase_scale, dtype=abs_err.dtype, device=abs_err.device)
         nonzero = true.abs() > 1e-8
@@ -231,6 +234,13 @@ class ForecastTask(Task):
             "smape": (200 * (abs_err / (pred.abs() + true.abs()))[both].sum(), both.sum()),
             "mase": ((abs_err / mase_scale).sum(), n),
         }
+
+    def scaled_error(self, pred: Tensor, true: Tensor) -> Tensor:
+        """Forecast minus truth (both in the data's units, (..., C_out)) on the scaled
+        values of the original series: what the field's MSE and MAE average."""
+        assert self.scaler is not None
+        scale = self.scaler.scale[: len(self.out_columns)]
+        return (pred - true) / torch.as_tensor(scale, dtype=pred.dtype, device=pred.device)
 
     def finish(self, means: dict[str, float]) -> dict[str, float]:
         if "mse_orig" in means:
