@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor, nn
 
+from rnnzoo.backtest import Backtest, BacktestRequest, backtest
 from rnnzoo.config import Section
 from rnnzoo.data.batches import Batch
 from rnnzoo.data.timeseries import (
@@ -254,7 +255,11 @@ class ForecastTask(Task):
         assert self.scaler is not None
         return self.scaler.inverse(output.detach().double(), range(len(self.out_columns)))
 
-    # -- outputs: forecast CSV and plots ----------------------------------------------
+    # -- outputs: forecast CSV, plots, backtests -------------------------------------
+
+    def backtest(self, model: nn.Module, request: BacktestRequest) -> Backtest:
+        """Forecast from every origin of a split: errors per lead (``rnnzoo.backtest``)."""
+        return backtest(self, model, request)
 
     @torch.no_grad()
     def predict(self, model: nn.Module, request: PredictRequest) -> list[str]:
