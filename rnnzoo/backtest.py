@@ -101,7 +101,7 @@ class Backtest:
     per_lead: dict[str, list[float]]  # METRICS -> H values, lead 1 first
     overall: dict[str, float]  # METRICS -> one value
     refit: Refit
-    refits: int  # models fitted: 0 without fine-tuning (a parameter-free model: N)
+    refits: int  # fine-tuned copies made: 0 without --fine-tune-steps
 
     @property
     def horizon(self) -> int:

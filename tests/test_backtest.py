@@ -20,6 +20,7 @@ from rnnzoo import backtest as backtest_module
 from rnnzoo import run_folder, runs
 from rnnzoo.backtest import Backtest, BacktestRequest
 from rnnzoo.cli import app
+from rnnzoo.config import TrainConfig
 from rnnzoo.tasks import ForecastTask
 
 runner = CliRunner()
@@ -166,6 +167,25 @@ def test_the_naive_error_grows_with_lead_on_a_trend(copy_of):
     assert (run / "backtest_test.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_long_horizon_shows_a_dozen_leads_and_the_overall():
+    n, horizon = 3, 96
+    per_lead = {m: [float(h) for h in range(1, horizon + 1)] for m in backtest_module.METRICS}
+    request = BacktestRequest(Path("run"), "segrnn", TrainConfig(), torch.device("cpu"))
+    result = Backtest(
+        request, np.arange(n), ["a", "b", "c"], ["x"], np.zeros((n, horizon, 1)),
+        np.zeros((n, horizon, 1)), per_lead, dict.fromkeys(backtest_module.METRICS, 48.5),
+        "none", 0,
+    )  # fmt: skip
+    rows = [line.split() for line in result.table()]
+    shown = [row for row in rows if row and row[0].isdigit()]  # lead, then its METRICS
+    leads = [int(row[0]) for row in shown]
+    assert len(leads) == 12 and leads[0] == 1 and leads[-1] == horizon
+    assert [float(row[1]) for row in shown] == leads  # each lead's own row of values
+    assert ["all", *["48.5"] * 5] in rows
+    assert "(leads shown: 12 of 96; all in JSON)" in result.table()
+    assert len(result.to_json()["per_lead"]["mase"]) == horizon
+
+
 def test_a_backtest_on_validation(copy_of):
     run = copy_of("seasonal_naive")
     result = runner.invoke(app, ["eval", str(run), "--backtest", "--split", "val"])
@@ -211,9 +231,9 @@ def test_fine_tuning_sees_no_row_at_or_after_its_origin(copy_of, tmp_path: Path)
     changed[48:] += 1000.0
     other = tmp_path / "changed.csv"
     write_csv(other, changed)
-    # Refits at 40, 42, ..., 48, ...; three steps, as Adam's first is lr * sign(gradient)
+    # Refits at 40, 44, 48, 52, 56; three steps, as Adam's first is lr * sign(gradient)
     # and would not show how far off a leaked window is.
-    settings = {"fine_tune_steps": 3, "refit_every": 2}
+    settings = {"fine_tune_steps": 3, "refit_every": 4}
     same = runs.backtest(run, **settings)
     moved = runs.backtest(run, data_path=other, **settings)
     upto = np.array(ORIGINS) <= 48
