@@ -96,6 +96,19 @@ def _is_out_of_memory(err: BaseException) -> bool:
     )
 
 
+FineTuneSteps = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Backtest, a neural model: fine-tune a copy for N steps on the windows before "
+        "the origin, with the run's optimiser settings (default: not refitted).",
+    ),
+]
+RefitEvery = Annotated[
+    int | None,
+    typer.Option(min=1, help="Backtest: fine-tune at every K-th origin (default: the horizon)."),
+]
+
 app = typer.Typer(
     name="rnnzoo",
     help="A model zoo of recurrent networks: hand-written cells proven equal to torch.nn.",
@@ -169,14 +182,69 @@ def eval_(
         int | None,
         typer.Option(min=1, help="Sequence-to-sequence: decode with this beam width."),
     ] = None,
+    backtest: Annotated[
+        bool,
+        typer.Option(
+            "--backtest",
+            help="Forecasting: forecast from every origin of the split and score each "
+            "lead time; writes backtest_<split>.json and .png (the same as rnnzoo backtest).",
+        ),
+    ] = False,
+    fine_tune_steps: FineTuneSteps = None,
+    refit_every: RefitEvery = None,
 ) -> None:
     """Score a trained run on a split; prints the metrics and writes eval_<split>.json."""
     from rnnzoo import runs
 
     _check_checkpoint(checkpoint)
+    if backtest:
+        if beam_width is not None:
+            raise ConfigError("--beam-width does not apply to --backtest (a forecasting run's)")
+        _backtest(run_dir, split, checkpoint, data_path, device, fine_tune_steps, refit_every)
+        return
+    for given, name in ((fine_tune_steps, "--fine-tune-steps"), (refit_every, "--refit-every")):
+        if given is not None:
+            raise ConfigError(f"{name} applies to a backtest: add --backtest")
     metrics = runs.evaluate(run_dir, split, checkpoint, data_path, device, beam_width=beam_width)
     shown = {"split": split, "checkpoint": checkpoint, "beam_width": beam_width, **metrics}
     typer.echo(json.dumps({k: v for k, v in shown.items() if v is not None}, indent=2))
+
+
+@_command("backtest")
+def backtest_(
+    run_dir: Annotated[Path, typer.Argument(help="A forecasting run folder (rnnzoo train).")],
+    split: Annotated[str, typer.Option(help="Which split's origins: val or test.")] = "test",
+    data_path: Annotated[
+        Path | None, typer.Option(help="Read the data from here instead of data.path.")
+    ] = None,
+    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    fine_tune_steps: FineTuneSteps = None,
+    refit_every: RefitEvery = None,
+) -> None:
+    """Forecast from every origin of a split and score each lead time (rnnzoo eval
+    --backtest); writes backtest_<split>.json and backtest_<split>.png."""
+    _check_checkpoint(checkpoint)
+    _backtest(run_dir, split, checkpoint, data_path, device, fine_tune_steps, refit_every)
+
+
+def _backtest(
+    run_dir: Path,
+    split: str,
+    checkpoint: str,
+    data_path: Path | None,
+    device: str,
+    fine_tune_steps: int | None,
+    refit_every: int | None,
+) -> None:
+    from rnnzoo import runs
+
+    result = runs.backtest(
+        run_dir, split, checkpoint, data_path, device, fine_tune_steps, refit_every
+    )
+    for line in result.table():
+        typer.echo(line)
+    typer.echo(f"wrote {run_dir / f'backtest_{split}.json'} and backtest_{split}.png")
 
 
 @_command()

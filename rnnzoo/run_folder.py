@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -62,8 +62,33 @@ def write_atomic(path: Path, data: bytes) -> None:
         f.write(data)
 
 
+def write_all(files: Mapping[Path, bytes]) -> None:
+    """Write several files so that none of them changes unless every one could be
+    written: each goes to a temporary file beside it first, and only when all are on
+    disk are they renamed into place (a failure before that removes the temporary ones)."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            staged.append((tmp, path))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def json_bytes(data: Any) -> bytes:
+    return (json.dumps(data, indent=2) + "\n").encode()
+
+
 def write_json(path: Path, data: Any) -> None:
-    write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
+    write_atomic(path, json_bytes(data))
 
 
 def read_json(path: Path, what: str | None = None) -> Any:

@@ -13,6 +13,8 @@ A run folder holds everything needed to rebuild and evaluate its model::
       eval_<split>.json    written by ``rnnzoo eval`` (test: also at the end of training)
       <task state>         what the task fitted on train: tokenizer.json, forecast.json
       forecast_<split>.png a forecasting task's plot, written by ``rnnzoo eval``
+      backtest_<split>.json a forecasting run's error against lead time from every
+      backtest_<split>.png origin of a split, and its plot: ``rnnzoo eval --backtest``
       confusion_<split>.png a classifier's confusion matrix, written by ``rnnzoo eval``
 """
 
@@ -33,6 +35,7 @@ import torch
 from torch import nn
 
 from rnnzoo import checkpoint, run_folder, shipped, transfer
+from rnnzoo.backtest import Backtest, BacktestRequest
 from rnnzoo.config import Config, apply_overrides, load_config, parse_config
 from rnnzoo.distributed import (
     World,
@@ -363,6 +366,34 @@ def evaluate(
     if plots:
         task.figures(model, split, run_dir, dev)
     return metrics
+
+
+def backtest(
+    run_dir: Path,
+    split: str = "test",
+    which: str = "best",
+    data_path: Path | None = None,
+    device: str = "auto",
+    fine_tune_steps: int | None = None,
+    refit_every: int | None = None,
+) -> Backtest:
+    """A forecasting run's rolling-origin backtest on ``split`` (``rnnzoo.backtest``),
+    written as ``backtest_<split>.json`` and ``backtest_<split>.png`` once it has all
+    succeeded; the checkpoint is only read."""
+    config, task, model = load_run(run_dir, which, data_path)
+    request = BacktestRequest(
+        run_dir, getattr(config.model, "name"),  # noqa: B009 - every model schema has a name
+        config.train, resolve_device(device, World()), split, which,
+        fine_tune_steps, refit_every,
+    )  # fmt: skip
+    result = task.backtest(model, request)
+    run_folder.write_all(
+        {
+            run_dir / f"backtest_{split}.json": run_folder.json_bytes(result.to_json()),
+            run_dir / f"backtest_{split}.png": result.figure(),
+        }
+    )
+    return result
 
 
 def predict(request: PredictRequest, which: str = "best") -> list[str]:

@@ -615,6 +615,55 @@ def test_data_path_that_is_a_folder(forecast_run: Path, tmp_path: Path):
         assert_user_error(invoke("eval", run, "--data-path", tmp_path), "folder")
 
 
+# -- backtest ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def naive_forecast_run(tmp_path_factory) -> Path:
+    """A forecasting run of a model without parameters (repeat_last)."""
+    root = tmp_path_factory.mktemp("naive")
+    data = {**FORECAST["data"], "path": str(forecast_csv(root / "s.csv"))}
+    return train_once(root, {**FORECAST, "data": data, "model": {"name": "repeat_last"}})
+
+
+def test_backtest_of_a_run_that_is_not_forecasting(run: Path):
+    with unchanged(run):
+        out = assert_user_error(invoke("eval", run, "--backtest"), "forecasting runs")
+        assert out.count("\n") == 1, out  # that one line only
+    with unchanged(run):
+        assert_user_error(invoke("backtest", run), "backtests are for forecasting runs")
+
+
+def test_backtest_of_a_missing_run(work: Path):
+    with unchanged(work):
+        assert_user_error(invoke("backtest", work / "runs" / "nope"), "nope", "not found")
+    with unchanged(work):
+        assert_user_error(invoke("eval", work / "nope", "--backtest"), "not found")
+
+
+def test_fine_tuning_a_model_without_parameters_is_refused(naive_forecast_run: Path):
+    """Refused rather than ignored: repeat_last is refitted at every origin already."""
+    with unchanged(naive_forecast_run):
+        result = invoke("eval", naive_forecast_run, "--backtest", "--fine-tune-steps", 5)
+        assert_user_error(result, "--fine-tune-steps", "repeat_last", "no trainable parameters")
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["backtest", "--refit-every", 2], ["--refit-every", "--fine-tune-steps"]),
+        (["backtest", "--split", "train"], ["--split train", "val or test"]),
+        (["eval", "--fine-tune-steps", 2], ["--fine-tune-steps", "--backtest"]),
+        (["eval", "--refit-every", 2], ["--refit-every", "--backtest"]),
+        (["eval", "--backtest", "--beam-width", 2], ["--beam-width", "--backtest"]),
+    ],
+)
+def test_backtest_options_that_do_not_apply(forecast_run: Path, args: list, named: list):
+    command, *options = args
+    with unchanged(forecast_run):
+        assert_user_error(invoke(command, forecast_run, *options), *named)
+
+
 def test_diagnose_with_a_damaged_metrics_file(run: Path, work: Path):
     with (run / "metrics.jsonl").open("a") as f:
         f.write('{"epoch": 3, "val_')

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
 import torch
 from pydantic import Field
@@ -20,6 +20,9 @@ from rnnzoo.config import Section
 from rnnzoo.data.batches import Batch
 from rnnzoo.errors import ConfigError
 from rnnzoo.registry import Registry
+
+if TYPE_CHECKING:
+    from rnnzoo.backtest import Backtest, BacktestRequest
 
 Sums = dict[str, tuple[Tensor, Tensor]]
 """Metric name -> (sum over the batch, number of items summed)."""
@@ -253,6 +256,14 @@ class Task:
         """Details that ``rnnzoo eval`` adds to ``eval_<split>.json`` beside the metrics
         (per-class scores, say); none by default. Called before ``figures``."""
         return {}
+
+    def backtest(self, model: nn.Module, request: BacktestRequest) -> Backtest:
+        """``rnnzoo eval --backtest``: errors against lead time from every origin of a
+        split (``rnnzoo.backtest``); a forecasting task's alone."""
+        raise ConfigError(
+            f"{request.run_dir} is not a forecasting run: backtests are for forecasting "
+            "runs (task: forecast)"
+        )
 
     def has_split(self, split: str) -> bool:
         """Whether this copy of the data holds ``split`` (a partial archive may not)."""

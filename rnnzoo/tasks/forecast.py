@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor, nn
 
+from rnnzoo.backtest import Backtest, BacktestRequest, backtest
 from rnnzoo.config import Section
 from rnnzoo.data.batches import Batch
 from rnnzoo.data.timeseries import (
@@ -253,14 +254,21 @@ class ForecastTask(Task):
 
     def dataset(self, split: str) -> Windows:
         self.check_split(split)
+        return self.windows(self._starts(split))
+
+    def windows(self, starts: Tensor) -> Windows:
+        """The windows of the series whose inputs start at rows ``starts`` (N,): a
+        split's, or any others (a backtest's fine-tuning windows); none starts before the
+        transform's first value."""
         d = self.data
+        starts = starts[starts >= self.transform.offset]
         n_out, n_in = len(self.out_columns), len(self.columns)
         series = self.load_series()
         raw = None  # the windows' values in original units, to undo the transform
         if not self.transform.identity:
             raw = torch.as_tensor(series.values[:, :n_out], dtype=torch.float64)
         return Windows(
-            self._scaled(series), self._starts(split), d.input_len, d.horizon,
+            self._scaled(series), starts, d.input_len, d.horizon,
             range(n_in), range(n_out), raw=raw,
         )  # fmt: skip
 
@@ -277,12 +285,14 @@ class ForecastTask(Task):
             return pinball(output.values, batch.targets, output.levels).mean()
         return F.mse_loss(output, batch.targets)
 
-    def originals(self, output: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
-        """(forecast, truth) of a batch in the data's own units, float64 (B, H, C_out).
+    def originals(self, output: Tensor | QuantileForecast, batch: Batch) -> tuple[Tensor, Tensor]:
+        """(forecast, truth) of a batch in the data's own units, float64 (B, H, C_out);
+        a quantile forecast's point forecast (its median).
 
         Every reported score starts here, so a change of model space (scaling, a
         transformation) is undone in one place. With a transform, ``batch.context`` holds
         each window's values in original units: (B, L + H, C_out)."""
+        output = self._point(output)
         if batch.context is None:
             return self._unscale(output), self._unscale(batch.targets)
         truth = batch.context[:, self.data.input_len :].double()
@@ -304,11 +314,9 @@ class ForecastTask(Task):
         return self.transform.inverse(forecast, history)
 
     def metrics(self, output: Tensor | QuantileForecast, batch: Batch) -> Sums:
-        assert self.report_scale is not None and self.mase_scale is not None
+        assert self.mase_scale is not None
         pred, true = self.originals(self._point(output), batch)
-        # The field's MSE/MAE: on the scaled values of the original series.
-        scale = self.report_scale[: len(self.out_columns)]
-        err = (pred - true) / torch.as_tensor(scale, dtype=pred.dtype, device=pred.device)
+        err = self.scaled_error(pred, true)
         abs_err = (pred - true).abs()
         mase_scale = torch.as_tensor(self.mase_scale, dtype=abs_err.dtype, device=abs_err.device)
         nonzero = true.abs() > 1e-8
@@ -347,6 +355,14 @@ class ForecastTask(Task):
             "interval_width": (((high - low) / scale_t[..., 0]).sum(), n),
         }
 
+    def scaled_error(self, pred: Tensor, true: Tensor) -> Tensor:
+        """Forecast minus truth (both in the data's units, (..., C_out)) on the scaled
+        values of the original series: what the field's MSE and MAE average (the
+        scaler's statistics of the untransformed training rows)."""
+        assert self.report_scale is not None
+        scale = self.report_scale[: len(self.out_columns)]
+        return (pred - true) / torch.as_tensor(scale, dtype=pred.dtype, device=pred.device)
+
     def finish(self, means: dict[str, float]) -> dict[str, float]:
         if "mse_orig" in means:
             means["rmse_orig"] = math.sqrt(means["mse_orig"])
@@ -374,7 +390,11 @@ class ForecastTask(Task):
         levels = output.values.unbind(-1)
         return torch.stack([self._original(v, history) for v in levels], dim=-1)
 
-    # -- outputs: forecast CSV and plots ----------------------------------------------
+    # -- outputs: forecast CSV, plots, backtests -------------------------------------
+
+    def backtest(self, model: nn.Module, request: BacktestRequest) -> Backtest:
+        """Forecast from every origin of a split: errors per lead (``rnnzoo.backtest``)."""
+        return backtest(self, model, request)
 
     @torch.no_grad()
     def predict(self, model: nn.Module, request: PredictRequest) -> list[str]:
