@@ -8,8 +8,11 @@ from rnnzoo.models.forecast import Forecaster, SegRNN, Seq2SeqForecaster
 from rnnzoo.models.language_model import LanguageModel
 from rnnzoo.models.many_to_many import ManyToMany
 from rnnzoo.models.many_to_one import ManyToOne
+from rnnzoo.models.statistical import ARIMA, ETS, Theta
 
 __all__ = [
+    "ARIMA",
+    "ETS",
     "MODELS",
     "Forecaster",
     "LanguageModel",
@@ -23,6 +26,7 @@ __all__ = [
     "SegRNN",
     "Seq2SeqForecaster",
     "SequenceClassifier",
+    "Theta",
     "build_model",
     "list_models",
 ]
