@@ -1,0 +1,235 @@
+"""Small series: every model against ETS, ARIMA, Theta and a naive forecast, same windows.
+
+For each series and horizon (1 and 12 steps by default) this trains the recurrent
+forecaster, the linear model, the naive forecast and the three statistical baselines,
+and records the test RMSE and MASE (original units) of each run's best checkpoint,
+chosen on validation, with the training time and the load sampled during the run.
+
+Airline, sunspots and temperatures are the series the shipped configs were chosen on
+(``airline_lstm``, ``sunspots_gru``, ``temperatures_lstm``: their own data keys). The
+others were never used to choose anything: each gets the recipe of the shipped config
+for its kind of data (``airline_lstm`` for monthly and yearly series, ``temperatures_lstm``
+for daily ones) with only its data keys replaced (file, columns, season, splits, window;
+the airline recipe's seasonal difference takes the series' season, or is dropped when
+it has none). The linear model reads the same data keys as the recurrent one:
+
+    python scripts/bench_series.py --series-dir ../shared/data/timeseries \\
+        --out benchmarks/forecast_series.json
+    python scripts/bench_series.py --series-dir DIR --series airline --horizons 1 --seeds 5
+
+Runs already in ``--out`` are kept and skipped. Every model of a (series, horizon) sees
+the same test windows: a split owns the rows its forecasts fall in, whatever the window's
+length, so the statistical models may read a longer history than the networks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnnzoo import runs
+from rnnzoo.perf import LoadSampler, describe_load
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+# name -> data keys. "recipe": the shipped config whose model and training it takes;
+# "tuned": the shipped configs were chosen on it. splits are rows (train, val, test).
+SERIES: dict[str, dict[str, Any]] = {
+    "airline": {"recipe": "airline_lstm", "tuned": True, "stat_len": 72},
+    "sunspots": {"recipe": "sunspots_gru", "tuned": True, "file": "monthly-sunspots.csv",
+                 "stat_len": 120},
+    "temperatures": {"recipe": "temperatures_lstm", "tuned": True,
+                     "file": "daily-min-temperatures.csv", "stat_len": 56},
+    "births": {"recipe": "temperatures_lstm", "file": "daily-total-female-births.csv",
+               "date": "Date", "target": "Births", "season": 7, "splits": [255, 37, 73],
+               "input_len": 28, "stat_len": 84},
+    "robberies": {"recipe": "airline_lstm", "file": "monthly-robberies.csv", "date": "Month",
+                  "target": "Robberies", "season": 12, "splits": [70, 24, 24],
+                  "input_len": 24, "stat_len": 48},
+    "shampoo": {"recipe": "airline_lstm", "file": "monthly-shampoo-sales.csv", "date": None,
+                "target": "Sales", "season": 1, "splits": [24, 6, 6], "input_len": 6,
+                "stat_len": 12},
+    "champagne": {"recipe": "airline_lstm", "file": "monthly_champagne_sales.csv",
+                  "date": "Month", "target": "Sales", "season": 12, "splits": [57, 24, 24],
+                  "input_len": 24, "stat_len": 36},
+    "writing_paper": {"recipe": "airline_lstm", "file": "monthly-writing-paper-sales.csv",
+                      "date": None, "target": "Sales", "season": 12, "splits": [99, 24, 24],
+                      "input_len": 24, "stat_len": 72},
+    "water": {"recipe": "airline_lstm", "file": "yearly-water-usage.csv", "date": "Year",
+              "target": "Water", "season": 1, "splits": [43, 12, 24], "input_len": 12,
+              "stat_len": 24},
+    "mean_temperature": {"recipe": "airline_lstm", "file": "monthly-mean-temp.csv",
+                         "date": "Month", "target": "Temperature", "season": 12,
+                         "splits": [192, 24, 24], "input_len": 24, "stat_len": 72},
+}  # fmt: skip
+STATISTICAL = ("ets", "arima", "theta")
+
+
+def data_keys(name: str, args: Any, horizon: int) -> list[str]:
+    """--set overrides that point the series' recipe at it, at this horizon."""
+    s = SERIES[name]
+    keys = [f"data.horizon={horizon}"]
+    if "file" in s:
+        keys.append(f"data.path={args.series_dir / s['file']}")
+    if s.get("tuned"):
+        return keys
+    date = "null" if s["date"] is None else s["date"]
+    transform = "[]"  # the recipe's, with the series' own season
+    if s["recipe"] == "airline_lstm":
+        season = s["season"]
+        transform = "[log, difference" + (f", {{difference: {season}}}]" if season > 1 else "]")
+    return [
+        *keys,
+        f"data.date_column={date}",
+        f"data.target={s['target']}",
+        f"data.season={s['season']}",
+        "data.protocol=counts",
+        f"data.splits={s['splits']}",
+        f"data.input_len={s['input_len']}",
+        "data.missing=error",
+        f"data.transform={transform}",
+    ]
+
+
+def season_of(name: str) -> int:
+    s = SERIES[name]
+    if "season" in s:
+        return int(s["season"])
+    from rnnzoo.config import load_config
+
+    return int(load_config(CONFIGS / f"{s['recipe']}.yaml").data["season"])
+
+
+def models(name: str) -> dict[str, list[str]]:
+    """model label -> overrides on top of the recipe and its data keys."""
+    season, stat_len = season_of(name), SERIES[name]["stat_len"]
+    naive = f"{{name: seasonal_naive, period: {season}}}" if season > 1 else "{name: repeat_last}"
+    # Scored, not trained: one training window is enough (stride applies to train only).
+    stat = [f"data.input_len={stat_len}", "data.scaler=none", "data.transform=[]",
+            "data.stride=1000000", "train.epochs=1"]  # fmt: skip
+    return {
+        "recurrent": [],
+        "linear": ["model={name: linear, norm: last}"],
+        "naive": [f"model={naive}", "train.epochs=1"],
+        **{m: [f"model={{name: {m}}}", *stat] for m in STATISTICAL},
+    }
+
+
+def bench_one(series: str, horizon: int, model: str, seed: int, args: Any) -> dict[str, Any]:
+    recipe = SERIES[series]["recipe"]
+    overrides = [*data_keys(series, args, horizon), *models(series)[model]]
+    overrides += [f"train.seed={seed}", "output.tensorboard=false", "train.device=cpu"]
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as root, LoadSampler() as sampler:
+        run = runs.train(CONFIGS / f"{recipe}.yaml", overrides, out=Path(root), echo=_quiet)
+        summary = json.loads((run / "summary.json").read_text())
+    keep = ("rmse_orig", "mae_orig", "mase", "mse")
+    return {
+        "series": series,
+        "tuned_on": bool(SERIES[series].get("tuned")),
+        "horizon": horizon,
+        "model": model,
+        "seed": seed,
+        "config": f"configs/{recipe}.yaml",
+        "overrides": overrides,
+        "val": {k: summary["val"][k] for k in keep},
+        "test": {k: summary["test"][k] for k in keep},
+        "best_epoch": summary["best_epoch"],
+        "train_seconds": summary["seconds"],
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "load": sampler.record(),
+    }
+
+
+def _quiet(line: str) -> None:
+    pass
+
+
+def table(rows: list[dict[str, Any]], metric: str = "rmse_orig") -> str:
+    """Markdown: one line per (series, horizon), test ``metric`` per model (the mean
+    over seeds where there are several)."""
+    names = ["recurrent", "linear", "naive", *STATISTICAL]
+    lines = [
+        "| series | tuned on | H | " + " | ".join(names) + " |",
+        "|---|---|---|" + "---|" * len(names),
+    ]
+    keys = sorted(
+        {(r["series"], r["horizon"]) for r in rows}, key=lambda k: (list(SERIES).index(k[0]), k[1])
+    )
+    for series, h in keys:
+        cells = []
+        for m in names:
+            vals = [
+                r["test"][metric]
+                for r in rows
+                if (r["series"], r["horizon"], r["model"]) == (series, h, m)
+            ]
+            cells.append(f"{statistics.mean(vals):.3g}" if vals else "")
+        tuned = "yes" if SERIES[series].get("tuned") else "no"
+        lines.append(f"| {series} | {tuned} | {h} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--series-dir", type=Path, required=True)
+    parser.add_argument("--out", type=Path, help="JSON with every run (read first: done runs skip)")
+    parser.add_argument("--series", default=",".join(SERIES))
+    parser.add_argument("--horizons", default="1,12")
+    parser.add_argument("--models", default="recurrent,linear,naive," + ",".join(STATISTICAL))
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of the trained models")
+    parser.add_argument("--table", action="store_true", help="print the tables of --out and stop")
+    args = parser.parse_args()
+    rows: list[dict[str, Any]] = []
+    if args.out is not None and args.out.exists():
+        rows = json.loads(args.out.read_text())["results"]
+    if args.table:
+        print(table(rows), "\n\nMASE\n", table(rows, "mase"), sep="\n")
+        return
+    done = {(r["series"], r["horizon"], r["model"], r["seed"]) for r in rows}
+    for series in args.series.split(","):
+        for horizon in (int(h) for h in args.horizons.split(",")):
+            if horizon + 1 > SERIES[series].get("splits", [99, 99, 99])[1]:
+                print(f"{series} H={horizon}: validation holds no window; skipped")
+                continue
+            for model in args.models.split(","):
+                trained = model in ("recurrent", "linear")
+                for seed in range(args.seeds if trained else 1):
+                    if (series, horizon, model, seed) in done:
+                        continue
+                    rows.append(bench_one(series, horizon, model, seed, args))
+                    r = rows[-1]
+                    print(
+                        f"{series} H={horizon} {model} seed {seed}: val rmse "
+                        f"{r['val']['rmse_orig']:.4g}, test rmse {r['test']['rmse_orig']:.4g} "
+                        f"mase {r['test']['mase']:.3g}, {r['train_seconds']:.0f}s, "
+                        f"{describe_load(r['load'])}",
+                        flush=True,
+                    )
+                    write_results(args.out, rows)
+    print(table(rows))
+
+
+def write_results(path: Path | None, rows: list[dict[str, Any]]) -> None:
+    if path is None:
+        return
+    result = {
+        "command": "python scripts/bench_series.py " + " ".join(sys.argv[1:]),
+        "machine": {"platform": platform.platform(), "torch": torch.__version__},
+        "threads": torch.get_num_threads(),
+        "results": rows,
+    }
+    path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Choose a forecasting config's settings on validation: each variant over a few seeds.
+
+Trains ``--config`` with each variant's ``--set`` overrides at each horizon and seed,
+and records the validation ``rmse_orig`` of each run's best checkpoint (the test split
+is scored by every run but never read here). Variants already in ``--out`` are skipped.
+
+    python scripts/tune_series.py --config configs/airline_lstm.yaml \\
+        --out benchmarks/airline_tuning.json --horizons 12,1 --seeds 3 \\
+        --variants '{"logdiff": ["data.transform=[log, difference]", "model.norm=none"]}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+from rnnzoo import runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--variants", required=True, help="JSON: name -> list of --set")
+    parser.add_argument("--horizons", default="", help="data.horizon values; empty: the config's")
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args()
+    out = json.loads(args.out.read_text()) if args.out.exists() else {"results": {}}
+    results = out["results"]
+    horizons = [int(h) for h in args.horizons.split(",")] if args.horizons else [None]
+    for horizon in horizons:
+        for name, sets in json.loads(args.variants).items():
+            key = f"{name}|h={horizon}"
+            if key in results:
+                continue
+            scores = []
+            for seed in range(args.seeds):
+                overrides = [*sets, f"train.seed={seed}", "train.device=cpu"]
+                overrides += ["output.tensorboard=false"]
+                if horizon is not None:
+                    overrides.append(f"data.horizon={horizon}")
+                with tempfile.TemporaryDirectory() as root:
+                    run = runs.train(args.config, overrides, out=Path(root), echo=lambda _: None)
+                    summary = json.loads((run / "summary.json").read_text())
+                scores.append(summary["val"]["rmse_orig"])
+            mean = statistics.mean(scores)
+            results[key] = {"val_rmse": scores, "mean": mean, "sets": sets}
+            print(f"{key}: val rmse {[round(s, 2) for s in scores]}, mean {mean:.2f}", flush=True)
+            args.out.write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
