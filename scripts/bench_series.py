@@ -106,7 +106,7 @@ def season_of(name: str) -> int:
         return int(s["season"])
     from rnnzoo.config import load_config
 
-    return int(load_config(CONFIGS / f"{s['recipe']}.yaml").data["season"])
+    return int(load_config(CONFIGS / f"{s['recipe']}.yaml").data.season)
 
 
 def models(name: str) -> dict[str, list[str]]:
