@@ -1,6 +1,6 @@
 """Models for the tasks, registered by name in ``MODELS``."""
 
-from rnnzoo.models import generator, language_model, seq2seq, tagger  # noqa: F401 - registers
+from rnnzoo.models import ensemble, generator, language_model, seq2seq, tagger  # noqa: F401
 from rnnzoo.models.base import MODELS, ModelArgs, RecurrentArgs, build_model, list_models
 from rnnzoo.models.baselines import LinearForecaster, RepeatLast, SeasonalNaive
 from rnnzoo.models.classifier import SequenceClassifier
