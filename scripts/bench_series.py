@@ -19,7 +19,9 @@ it has none). The linear model reads the same data keys as the recurrent one:
 
 Runs already in ``--out`` are kept and skipped. Every model of a (series, horizon) sees
 the same test windows: a split owns the rows its forecasts fall in, whatever the window's
-length, so the statistical models may read a longer history than the networks.
+length, so the statistical models may read a longer history than the networks. The
+``ensemble`` model averages the forecasts of the recurrent recipe's ``--seeds`` seeds
+(trained again for it, then scored as one model).
 """
 
 from __future__ import annotations
@@ -126,12 +128,24 @@ def models(name: str) -> dict[str, list[str]]:
 
 def bench_one(series: str, horizon: int, model: str, seed: int, args: Any) -> dict[str, Any]:
     recipe = SERIES[series]["recipe"]
-    overrides = [*data_keys(series, args, horizon), *models(series)[model]]
-    overrides += [f"train.seed={seed}", "output.tensorboard=false", "train.device=cpu"]
+    common = [*data_keys(series, args, horizon), "output.tensorboard=false", "train.device=cpu"]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as root, LoadSampler() as sampler:
+        if model == "ensemble":  # the recurrent recipe's seeds, trained here, averaged
+            members = []
+            for s in range(args.seeds):
+                member = [*common, f"train.seed={s}", f"output.name=member-{s}"]
+                members.append(
+                    runs.train(CONFIGS / f"{recipe}.yaml", member, out=Path(root), echo=_quiet)
+                )
+            ensemble = f"model={{name: ensemble, runs: [{', '.join(map(str, members))}]}}"
+            overrides = [*common, ensemble, "train.epochs=1", "output.name=ensemble"]
+        else:
+            overrides = [*common, *models(series)[model], f"train.seed={seed}"]
         run = runs.train(CONFIGS / f"{recipe}.yaml", overrides, out=Path(root), echo=_quiet)
         summary = json.loads((run / "summary.json").read_text())
+    if model == "ensemble":  # the members' folders were temporary
+        overrides = [*common, f"model={{name: ensemble, runs: <seeds 0-{args.seeds - 1}>}}"]
     keep = ("rmse_orig", "mae_orig", "mase", "mse")
     return {
         "series": series,
@@ -157,7 +171,7 @@ def _quiet(line: str) -> None:
 def table(rows: list[dict[str, Any]], metric: str = "rmse_orig") -> str:
     """Markdown: one line per (series, horizon), test ``metric`` per model (the mean
     over seeds where there are several)."""
-    names = ["recurrent", "linear", "naive", *STATISTICAL]
+    names = ["recurrent", "ensemble", "linear", "naive", *STATISTICAL]
     lines = [
         "| series | tuned on | H | " + " | ".join(names) + " |",
         "|---|---|---|" + "---|" * len(names),
@@ -185,7 +199,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="JSON with every run (read first: done runs skip)")
     parser.add_argument("--series", default=",".join(SERIES))
     parser.add_argument("--horizons", default="1,12")
-    parser.add_argument("--models", default="recurrent,linear,naive," + ",".join(STATISTICAL))
+    parser.add_argument(
+        "--models", default="recurrent,ensemble,linear,naive," + ",".join(STATISTICAL)
+    )
     parser.add_argument("--seeds", type=int, default=3, help="seeds of the trained models")
     parser.add_argument("--table", action="store_true", help="print the tables of --out and stop")
     args = parser.parse_args()
@@ -202,7 +218,7 @@ def main() -> None:
                 print(f"{series} H={horizon}: validation holds no window; skipped")
                 continue
             for model in args.models.split(","):
-                trained = model in ("recurrent", "linear")
+                trained = model in ("recurrent", "linear")  # an ensemble: once, of --seeds
                 for seed in range(args.seeds if trained else 1):
                     if (series, horizon, model, seed) in done:
                         continue
