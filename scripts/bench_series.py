@@ -20,7 +20,9 @@ it has none). The linear model reads the same data keys as the recurrent one:
 Runs already in ``--out`` are kept and skipped. Every model of a (series, horizon) sees
 the same test windows: a split owns the rows its forecasts fall in, whatever the window's
 length, so the statistical models may read a longer history than the networks. The
-``ensemble`` model averages the forecasts of the recurrent recipe's ``--seeds`` seeds
+``quantiles`` row is the recurrent recipe forecasting the 0.1, 0.5 and 0.9 quantiles
+(its point scores are the median's; ``coverage``: the % of true values inside the
+0.1-0.9 band, nominal 80). The ``ensemble`` model averages the forecasts of the recurrent recipe's ``--seeds`` seeds
 (trained again for it, then scored as one model).
 """
 
@@ -120,6 +122,7 @@ def models(name: str) -> dict[str, list[str]]:
             "data.stride=1000000", "train.epochs=1"]  # fmt: skip
     return {
         "recurrent": [],
+        "quantiles": ["model.quantiles=[0.1, 0.5, 0.9]"],  # the recipe, probabilistic
         "linear": ["model={name: linear, norm: last}"],
         "naive": [f"model={naive}", "train.epochs=1"],
         **{m: [f"model={{name: {m}}}", *stat] for m in STATISTICAL},
@@ -146,7 +149,11 @@ def bench_one(series: str, horizon: int, model: str, seed: int, args: Any) -> di
         summary = json.loads((run / "summary.json").read_text())
     if model == "ensemble":  # the members' folders were temporary
         overrides = [*common, f"model={{name: ensemble, runs: <seeds 0-{args.seeds - 1}>}}"]
-    keep = ("rmse_orig", "mae_orig", "mase", "mse")
+    keep = [
+        k
+        for k in ("rmse_orig", "mae_orig", "mase", "mse", "coverage", "pinball")
+        if k in summary["test"]
+    ]
     return {
         "series": series,
         "tuned_on": bool(SERIES[series].get("tuned")),
@@ -218,7 +225,11 @@ def main() -> None:
                 print(f"{series} H={horizon}: validation holds no window; skipped")
                 continue
             for model in args.models.split(","):
-                trained = model in ("recurrent", "linear")  # an ensemble: once, of --seeds
+                trained = model in (
+                    "recurrent",
+                    "linear",
+                    "quantiles",
+                )  # an ensemble: once, of --seeds
                 for seed in range(args.seeds if trained else 1):
                     if (series, horizon, model, seed) in done:
                         continue
