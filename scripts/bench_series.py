@@ -22,8 +22,8 @@ the same test windows: a split owns the rows its forecasts fall in, whatever the
 length, so the statistical models may read a longer history than the networks. The
 ``quantiles`` row is the recurrent recipe forecasting the 0.1, 0.5 and 0.9 quantiles
 (its point scores are the median's; ``coverage``: the % of true values inside the
-0.1-0.9 band, nominal 80). The ``ensemble`` model averages the forecasts of the recurrent recipe's ``--seeds`` seeds
-(trained again for it, then scored as one model).
+0.1-0.9 band, nominal 80). The ``ensemble`` model averages the forecasts of the
+recurrent recipe's ``--seeds`` seeds (trained again for it, then scored as one model).
 """
 
 from __future__ import annotations
