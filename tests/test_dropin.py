@@ -79,6 +79,8 @@ def registry_models() -> dict[str, nn.Module]:
     extra = dict(max_output_len=5, num_conditions=3)
     models = {}
     for name in MODELS.names():
+        if name == "ensemble":  # its members are registered models, rebuilt from run folders
+            continue
         variants = TAGGERS if name == "sequence_tagger" else [{}]
         for i, options in enumerate(variants):
             args = MODELS.get(name).Args(name=name, **MODEL_ARGS.get(name, {}), **options)
