@@ -124,7 +124,7 @@ def models(name: str) -> dict[str, list[str]]:
         "recurrent": [],
         "quantiles": ["model.quantiles=[0.1, 0.5, 0.9]"],  # the recipe, probabilistic
         "linear": ["model={name: linear, norm: last}"],
-        "naive": [f"model={naive}", "train.epochs=1"],
+        "naive": [f"model={naive}", "data.transform=[]", "train.epochs=1"],  # on the data itself
         **{m: [f"model={{name: {m}}}", *stat] for m in STATISTICAL},
     }
 
