@@ -211,11 +211,21 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, default=3, help="seeds of the trained models")
     parser.add_argument("--table", action="store_true", help="print the tables of --out and stop")
+    parser.add_argument(
+        "--merge", type=Path, action="append", default=[],
+        help="--table: rows of another run's JSON, replacing --out's of the same series, "
+        "horizon and model",
+    )  # fmt: skip
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
     if args.out is not None and args.out.exists():
         rows = json.loads(args.out.read_text())["results"]
     if args.table:
+        for extra in args.merge:
+            more = json.loads(extra.read_text())["results"]
+            replaced = {(r["series"], r["horizon"], r["model"]) for r in more}
+            rows = [r for r in rows if (r["series"], r["horizon"], r["model"]) not in replaced]
+            rows += more
         print(table(rows), "\n\nMASE\n", table(rows, "mase"), sep="\n")
         return
     done = {(r["series"], r["horizon"], r["model"], r["seed"]) for r in rows}
