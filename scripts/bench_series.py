@@ -175,6 +175,20 @@ def _quiet(line: str) -> None:
     pass
 
 
+def means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each (series, horizon, model)'s test scores, the mean over its seeds: the cells of
+    the tables, as ``--summary`` saves them."""
+    groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["series"], r["horizon"], r["model"]), []).append(r)
+    return [
+        {"series": series, "horizon": h, "model": m, "seeds": [r["seed"] for r in group],
+         **{f"test_{k}_mean": statistics.mean(r["test"][k] for r in group)
+            for k in group[0]["test"]}}
+        for (series, h, m), group in groups.items()
+    ]  # fmt: skip
+
+
 def table(rows: list[dict[str, Any]], metric: str = "rmse_orig") -> str:
     """Markdown: one line per (series, horizon), test ``metric`` per model (the mean
     over seeds where there are several)."""
@@ -216,6 +230,7 @@ def main() -> None:
         help="--table: rows of another run's JSON, replacing --out's of the same series, "
         "horizon and model",
     )  # fmt: skip
+    parser.add_argument("--summary", type=Path, help="--table: save its cells (means) here")
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
     if args.out is not None and args.out.exists():
@@ -227,6 +242,13 @@ def main() -> None:
             rows = [r for r in rows if (r["series"], r["horizon"], r["model"]) not in replaced]
             rows += more
         print(table(rows), "\n\nMASE\n", table(rows, "mase"), sep="\n")
+        if args.summary is not None:
+            summary = {
+                "command": "python scripts/bench_series.py " + " ".join(sys.argv[1:]),
+                "from": [str(p) for p in [args.out, *args.merge]],
+                "cells": means(rows),
+            }
+            args.summary.write_text(json.dumps(summary, indent=2) + "\n")
         return
     done = {(r["series"], r["horizon"], r["model"], r["seed"]) for r in rows}
     for series in args.series.split(","):
