@@ -208,7 +208,8 @@ def table(rows: list[dict[str, Any]], metric: str = "rmse_orig") -> str:
                 for r in rows
                 if (r["series"], r["horizon"], r["model"]) == (series, h, m)
             ]
-            cells.append(f"{statistics.mean(vals):.3g}" if vals else "")
+            mean = statistics.mean(vals) if vals else None
+            cells.append("" if mean is None else f"{mean:.0f}" if mean >= 1000 else f"{mean:.3g}")
         tuned = "yes" if SERIES[series].get("tuned") else "no"
         lines.append(f"| {series} | {tuned} | {h} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -43,6 +43,7 @@ EVIDENCE = ("benchmarks", "docs")  # where the committed JSONs live
 # cannot outlive the text.
 ALLOWED: list[tuple[str, str, str]] = [
     ("benchmarks/RESULTS.md", "**at least 91.5 %** for the best", "issue 17's target"),
+    ("benchmarks/RESULTS.md", "at most 0.350 at horizon 96", "issue 18's target"),
     ("benchmarks/RESULTS.md", "best pipeline within 60 minutes", "issue 17's target"),
     ("benchmarks/RESULTS.md", "labels-only config within 30 minutes", "issue 17's target"),
     ("benchmarks/RESULTS.md", "at most 1.3x the hand-written", "issue 16's target"),
