@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
+from bench_common import write_json
 
 from rnnzoo import runs
 from rnnzoo.perf import LoadSampler, describe_load, tune_cpu_allocator
@@ -228,16 +227,7 @@ def main() -> None:
 
 
 def write_results(path: Path | None, rows: list[dict[str, Any]]) -> None:
-    if path is None:
-        return
-    result = {
-        "command": "python scripts/bench_forecast.py " + " ".join(sys.argv[1:]),
-        "machine": {"platform": platform.platform(), "torch": torch.__version__},
-        "threads": torch.get_num_threads(),
-        "published_etth1_M_96": PUBLISHED,
-        "results": rows,
-    }
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(path, "bench_forecast.py", {"published_etth1_M_96": PUBLISHED, "results": rows})
 
 
 if __name__ == "__main__":

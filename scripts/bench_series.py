@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -38,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
+from bench_common import write_json
 
 from rnnzoo import runs
 from rnnzoo.perf import LoadSampler, describe_load
@@ -280,15 +279,7 @@ def main() -> None:
 
 
 def write_results(path: Path | None, rows: list[dict[str, Any]]) -> None:
-    if path is None:
-        return
-    result = {
-        "command": "python scripts/bench_series.py " + " ".join(sys.argv[1:]),
-        "machine": {"platform": platform.platform(), "torch": torch.__version__},
-        "threads": torch.get_num_threads(),
-        "results": rows,
-    }
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(path, "bench_series.py", {"results": rows})
 
 
 if __name__ == "__main__":
