@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import io
 import math
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rnnzoo import run_folder
 from rnnzoo.config import TrainConfig
 from rnnzoo.data.batches import Batch
 from rnnzoo.data.timeseries import Series, Windows, window_starts
@@ -210,10 +210,7 @@ class Backtest:
         )
         ax.legend(fontsize="small")
         fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100)
-        plt.close(fig)
-        return buffer.getvalue()
+        return run_folder.png_bytes(fig)
 
 
 def backtest(task: Forecasting, model: nn.Module, request: BacktestRequest) -> Backtest:

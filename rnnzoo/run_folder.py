@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -85,6 +86,18 @@ def write_all(files: Mapping[Path, bytes]) -> None:
 
 def json_bytes(data: Any) -> bytes:
     return (json.dumps(data, indent=2) + "\n").encode()
+
+
+def png_bytes(fig: Any) -> bytes:
+    """A matplotlib figure as PNG bytes, for ``write_all``; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
 
 
 def write_json(path: Path, data: Any) -> None:

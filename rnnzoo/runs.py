@@ -208,8 +208,8 @@ def _report(
                 "split": "test", "checkpoint": "best", **metrics,
                 **task.report(model, "test", dev, size),
             }  # fmt: skip
-            run_folder.write_json(run_dir / "eval_test.json", test)
-            task.figures(model, "test", run_dir, dev)
+            files = {run_dir / "eval_test.json": run_folder.json_bytes(test)}
+            run_folder.write_all({**files, **task.figures(model, "test", run_dir, dev)})
     if world.is_main:
         run_folder.write_json(run_dir / SUMMARY, summary)
         shown = _headline(task, trainer.metric)  # the rest: summary.json, eval_test.json
@@ -360,11 +360,9 @@ def evaluate(
     metrics = evaluate_model(model, task, data, dev, size, precision=config.train.precision)
     details = task.report(model, split, dev, size)  # per-class scores, say
     name = f"eval_{split}" if beam_width is None else f"eval_{split}_beam{beam_width}"
-    run_folder.write_json(
-        run_dir / f"{name}.json", {"split": split, "checkpoint": which, **metrics, **details}
-    )
-    if plots:
-        task.figures(model, split, run_dir, dev)
+    scores = {"split": split, "checkpoint": which, **metrics, **details}
+    figures = task.figures(model, split, run_dir, dev) if plots else {}
+    run_folder.write_all({run_dir / f"{name}.json": run_folder.json_bytes(scores), **figures})
     return metrics
 
 

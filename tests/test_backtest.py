@@ -302,6 +302,25 @@ def test_a_failure_before_writing_leaves_the_run_unchanged(copy_of, monkeypatch)
     assert snapshot(run) == before
 
 
+def test_an_eval_whose_figure_fails_writes_no_scores(copy_of, monkeypatch):
+    """eval's scores and its figure land together or not at all (the val split, so
+    eval_val.json would be a new file)."""
+    run = copy_of("seasonal_naive")
+    before = snapshot(run)
+
+    def broken(fig) -> bytes:
+        raise RuntimeError("matplotlib is broken")
+
+    monkeypatch.setattr(run_folder, "png_bytes", broken)
+    result = runner.invoke(app, ["eval", str(run), "--split", "val"])
+    assert result.exit_code == 1 and "matplotlib is broken" in result.output
+    assert snapshot(run) == before
+    monkeypatch.undo()
+    result = runner.invoke(app, ["eval", str(run), "--split", "val"])
+    assert result.exit_code == 0, result.output
+    assert {"eval_val.json", "forecast_val.png"} <= set(snapshot(run)) - set(before)
+
+
 def test_a_disk_full_while_writing_leaves_the_run_unchanged(copy_of, monkeypatch):
     """The second file fails to reach the disk: the first is not renamed into place."""
     run = copy_of("seasonal_naive")

@@ -246,9 +246,10 @@ class Task:
 
     def figures(
         self, model: nn.Module, split: str, run_dir: Path, device: torch.device
-    ) -> list[Path]:
-        """Plots that ``rnnzoo eval`` writes next to its scores; none by default."""
-        return []
+    ) -> dict[Path, bytes]:
+        """Plots that ``rnnzoo eval`` writes next to its scores, as PNG bytes by path
+        (``run_folder.png_bytes``), written together with the scores; none by default."""
+        return {}
 
     def report(
         self, model: nn.Module, split: str, device: torch.device, batch_size: int

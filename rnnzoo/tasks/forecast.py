@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor, nn
 
+from rnnzoo import run_folder
 from rnnzoo.backtest import Backtest, BacktestRequest, backtest
 from rnnzoo.config import Section
 from rnnzoo.data.batches import Batch
@@ -433,7 +434,7 @@ class ForecastTask(Task):
     @torch.no_grad()
     def figures(
         self, model: nn.Module, split: str, run_dir: Path, device: torch.device
-    ) -> list[Path]:
+    ) -> dict[Path, bytes]:
         """``forecast_<split>.png``: history, truth and forecast of a few windows."""
         import matplotlib
 
@@ -469,10 +470,7 @@ class ForecastTask(Task):
         axes[0, 0].legend(loc="upper left", fontsize="small")
         axes[0, 0].set_title(f"{Path(series.source).name}: {split} windows, horizon {d.horizon}")
         fig.tight_layout()
-        path = run_dir / f"forecast_{split}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return [path]
+        return {run_dir / f"forecast_{split}.png": run_folder.png_bytes(fig)}
 
     def _forecast_columns(
         self, output: Tensor | QuantileForecast, history: Tensor

@@ -241,16 +241,15 @@ class TextClassification(Task):
 
     def figures(
         self, model: nn.Module, split: str, run_dir: Path, device: torch.device
-    ) -> list[Path]:
+    ) -> dict[Path, bytes]:
         """``confusion_<split>.png``: the confusion matrix, each row shaded by its share."""
         from rnnzoo.tasks.text_outputs import plot_confusion
 
         matrix = self._confusions.get(split)
         if matrix is None:
             matrix = self._confusion(model, split, device, 256)
-        path = run_dir / f"confusion_{split}.png"
-        plot_confusion(matrix, self.classes, f"{split}: confusion matrix", path)
-        return [path]
+        title = f"{split}: confusion matrix"
+        return {run_dir / f"confusion_{split}.png": plot_confusion(matrix, self.classes, title)}
 
     # -- predict ------------------------------------------------------------------------
 

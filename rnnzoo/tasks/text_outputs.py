@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from rnnzoo import run_folder
 from rnnzoo.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -93,8 +94,8 @@ def _write_table(frame: Any, path: Path, fmt: str) -> None:
         raise os_error(err, "write") from None
 
 
-def plot_confusion(matrix: Tensor, classes: list[str], title: str, path: Path) -> None:
-    """A confusion matrix as a picture: counts written in, cells shaded by row share."""
+def plot_confusion(matrix: Tensor, classes: list[str], title: str) -> bytes:
+    """A confusion matrix as a PNG: counts written in, cells shaded by row share."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,5 +117,4 @@ def plot_confusion(matrix: Tensor, classes: list[str], title: str, path: Path) -
                 color = "white" if share[i, j] > 0.5 else "black"
                 ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", color=color)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return run_folder.png_bytes(fig)
