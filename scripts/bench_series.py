@@ -24,6 +24,13 @@ length, so the statistical models may read a longer history than the networks. T
 (its point scores are the median's; ``coverage``: the % of true values inside the
 0.1-0.9 band, nominal 80). The ``ensemble`` model averages the forecasts of the
 recurrent recipe's ``--seeds`` seeds (trained again for it, then scored as one model).
+
+On the untuned series, ``--models variants`` also trains the recipe with each other
+transform a forecaster would try first (``variants``: first differences alone, the
+seasonal difference alone, both, or none with the window normalised to its last value),
+and the tables' ``chosen`` column is, per series and horizon, the one of these (the
+recipe included) with the lowest mean validation RMSE over the seeds: a choice made on
+validation alone, whose test scores are then reported. The summary names the variant.
 """
 
 from __future__ import annotations
@@ -86,10 +93,6 @@ def data_keys(name: str, args: Any, horizon: int) -> list[str]:
     if s.get("tuned"):
         return keys
     date = "null" if s["date"] is None else s["date"]
-    transform = "[]"  # the recipe's, with the series' own season
-    if s["recipe"] == "airline_lstm":
-        season = s["season"]
-        transform = "[log, difference" + (f", {{difference: {season}}}]" if season > 1 else "]")
     return [
         *keys,
         f"data.date_column={date}",
@@ -99,8 +102,44 @@ def data_keys(name: str, args: Any, horizon: int) -> list[str]:
         f"data.splits={s['splits']}",
         f"data.input_len={s['input_len']}",
         "data.missing=error",
-        f"data.transform={transform}",
+        f"data.transform={recipe_transform(name)}",
     ]
+
+
+def recipe_transform(name: str) -> str:
+    """The transform ``data_keys`` gives an untuned series: the recipe's, at its season."""
+    s = SERIES[name]
+    if s["recipe"] != "airline_lstm":
+        return "[]"
+    season = s["season"]
+    return "[log, difference" + (f", {{difference: {season}}}]" if season > 1 else "]")
+
+
+def variants(name: str) -> dict[str, list[str]]:
+    """The recipe's other transforms on an untuned series, as overrides, less those the
+    same as the recipe (or, without a season, as one another); none on the tuned ones."""
+    s = SERIES[name]
+    if s.get("tuned"):
+        return {}
+    first = ["log"] if s["recipe"] == "airline_lstm" else []
+    season = s["season"]
+    steps = {
+        "diff": [*first, "difference"],
+        "seasonal_diff": [*first, f"{{difference: {season}}}"],
+        "diff_seasonal_diff": [*first, "difference", f"{{difference: {season}}}"],
+        "window_norm": first,
+    }
+    seen = {recipe_transform(name) + " none"}
+    out = {}
+    for label, transform in steps.items():
+        if season == 1 and "seasonal" in label:
+            continue
+        norm = "last" if label == "window_norm" else "none"
+        key = f"[{', '.join(transform)}] {norm}"
+        if key not in seen:
+            seen.add(key)
+            out[label] = [f"data.transform=[{', '.join(transform)}]", f"model.norm={norm}"]
+    return out
 
 
 def season_of(name: str) -> int:
@@ -125,6 +164,7 @@ def models(name: str) -> dict[str, list[str]]:
         "linear": ["model={name: linear, norm: last}"],
         "naive": [f"model={naive}", "data.transform=[]", "train.epochs=1"],  # on the data itself
         **{m: [f"model={{name: {m}}}", *stat] for m in STATISTICAL},
+        **{f"variant:{label}": keys for label, keys in variants(name).items()},
     }
 
 
@@ -174,6 +214,24 @@ def _quiet(line: str) -> None:
     pass
 
 
+def chosen(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (series, horizon), the rows of the recipe or variant with the lowest mean
+    validation RMSE over its seeds, relabelled ``chosen`` (``variant`` says which)."""
+    groups: dict[tuple[str, int], dict[str, list[dict[str, Any]]]] = {}
+    for r in rows:
+        if r["model"] == "recurrent" or r["model"].startswith("variant:"):
+            groups.setdefault((r["series"], r["horizon"]), {}).setdefault(r["model"], []).append(r)
+    picked = []
+    for candidates in groups.values():
+        best = min(
+            candidates,
+            key=lambda m: statistics.mean(r["val"]["rmse_orig"] for r in candidates[m]),
+        )
+        variant = "recipe" if best == "recurrent" else best.removeprefix("variant:")
+        picked += [{**r, "model": "chosen", "variant": variant} for r in candidates[best]]
+    return picked
+
+
 def means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each (series, horizon, model)'s test scores, the mean over its seeds: the cells of
     the tables, as ``--summary`` saves them."""
@@ -182,6 +240,8 @@ def means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((r["series"], r["horizon"], r["model"]), []).append(r)
     return [
         {"series": series, "horizon": h, "model": m, "seeds": [r["seed"] for r in group],
+         **({"variant": group[0]["variant"]} if "variant" in group[0] else {}),
+         **{"val_rmse_orig_mean": statistics.mean(r["val"]["rmse_orig"] for r in group)},
          **{f"test_{k}_mean": statistics.mean(r["test"][k] for r in group)
             for k in group[0]["test"]}}
         for (series, h, m), group in groups.items()
@@ -191,7 +251,7 @@ def means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def table(rows: list[dict[str, Any]], metric: str = "rmse_orig") -> str:
     """Markdown: one line per (series, horizon), test ``metric`` per model (the mean
     over seeds where there are several)."""
-    names = ["recurrent", "ensemble", "linear", "naive", *STATISTICAL]
+    names = ["recurrent", "chosen", "ensemble", "linear", "naive", *STATISTICAL]
     lines = [
         "| series | tuned on | H | " + " | ".join(names) + " |",
         "|---|---|---|" + "---|" * len(names),
@@ -241,7 +301,10 @@ def main() -> None:
             replaced = {(r["series"], r["horizon"], r["model"]) for r in more}
             rows = [r for r in rows if (r["series"], r["horizon"], r["model"]) not in replaced]
             rows += more
+        rows += chosen(rows)
         print(table(rows), "\n\nMASE\n", table(rows, "mase"), sep="\n")
+        print("\nchosen on validation:", *(f"{c['series']} H={c['horizon']}: {c['variant']}"
+              for c in means(rows) if c["model"] == "chosen"), sep="\n  ")  # fmt: skip
         if args.summary is not None:
             summary = {
                 "command": "python scripts/bench_series.py " + " ".join(sys.argv[1:]),
@@ -256,12 +319,16 @@ def main() -> None:
             if horizon > SERIES[series].get("splits", [99, 99, 99])[1]:
                 print(f"{series} H={horizon}: validation holds no window; skipped")
                 continue
-            for model in args.models.split(","):
-                trained = model in (
-                    "recurrent",
-                    "linear",
-                    "quantiles",
-                )  # an ensemble: once, of --seeds
+            asked = args.models.split(",")
+            if "variants" in asked:
+                asked[asked.index("variants") : asked.index("variants") + 1] = [
+                    f"variant:{label}" for label in variants(series)
+                ]
+            for model in asked:
+                # an ensemble: once, of --seeds
+                trained = model in ("recurrent", "linear", "quantiles") or model.startswith(
+                    "variant:"
+                )
                 for seed in range(args.seeds if trained else 1):
                     if (series, horizon, model, seed) in done:
                         continue
