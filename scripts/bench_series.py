@@ -19,7 +19,9 @@ it has none). The linear model reads the same data keys as the recurrent one:
 
 Runs already in ``--out`` are kept and skipped. Every model of a (series, horizon) sees
 the same test windows: a split owns the rows its forecasts fall in, whatever the window's
-length, so the statistical models may read a longer history than the networks. The
+length, so the statistical models may read a longer history than the networks.
+``linear_plain`` is the same linear model on the untransformed data (NLinear: each
+window less its last value). The
 ``quantiles`` row is the recurrent recipe forecasting the 0.1, 0.5 and 0.9 quantiles
 (its point scores are the median's; ``coverage``: the % of true values inside the
 0.1-0.9 band, nominal 80). The ``ensemble`` model averages the forecasts of the
@@ -162,6 +164,8 @@ def models(name: str) -> dict[str, list[str]]:
         "recurrent": [],
         "quantiles": ["model.quantiles=[0.1, 0.5, 0.9]"],  # the recipe, probabilistic
         "linear": ["model={name: linear, norm: last}"],
+        # NLinear on the data as it is: the line a user would draw first
+        "linear_plain": ["model={name: linear, norm: last}", "data.transform=[]"],
         "naive": [f"model={naive}", "data.transform=[]", "train.epochs=1"],  # on the data itself
         **{m: [f"model={{name: {m}}}", *stat] for m in STATISTICAL},
         **{f"variant:{label}": keys for label, keys in variants(name).items()},
@@ -251,7 +255,7 @@ def means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def table(rows: list[dict[str, Any]], metric: str = "rmse_orig") -> str:
     """Markdown: one line per (series, horizon), test ``metric`` per model (the mean
     over seeds where there are several)."""
-    names = ["recurrent", "chosen", "ensemble", "linear", "naive", *STATISTICAL]
+    names = ["recurrent", "chosen", "ensemble", "linear", "linear_plain", "naive", *STATISTICAL]
     lines = [
         "| series | tuned on | H | " + " | ".join(names) + " |",
         "|---|---|---|" + "---|" * len(names),
@@ -325,10 +329,8 @@ def main() -> None:
                     f"variant:{label}" for label in variants(series)
                 ]
             for model in asked:
-                # an ensemble: once, of --seeds
-                trained = model in ("recurrent", "linear", "quantiles") or model.startswith(
-                    "variant:"
-                )
+                seeded = ("recurrent", "linear", "linear_plain", "quantiles")  # an ensemble: once
+                trained = model in seeded or model.startswith("variant:")
                 for seed in range(args.seeds if trained else 1):
                     if (series, horizon, model, seed) in done:
                         continue
