@@ -419,6 +419,8 @@ def test_train_eval_plot_predict_through_the_cli(forecast_config: Path, tmp_path
     lines = (run / "forecast.csv").read_text().splitlines()
     assert lines[0] == "date,c0" and len(lines) == 1 + 6
     assert lines[1].startswith("2007-07-01")  # the month after the last row (2007-06)
+    digits = [len(line.split(",")[1].lstrip("-0").replace(".", "")) for line in lines[1:]]
+    assert max(digits) <= 9, lines  # float32's digits, not 441.8476867675781
 
     out = tmp_path / "cut.csv"
     args = ["predict", str(run), "--cutoff", "2006-12", "--out", str(out)]

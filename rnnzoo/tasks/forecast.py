@@ -478,12 +478,13 @@ class ForecastTask(Task):
         """One window's forecast (H,) per CSV column, in the data's units: each output
         column's point forecast, then, with quantiles, ``<column>_q<level>`` for every
         level but the median's (the column itself). history: (1, L, C_out), original units."""
-        point = self._original(self._point(output), history)[0].numpy()  # (H, C_out)
+        # float32, the model's precision: no digits of float64 noise in the CSV
+        point = self._original(self._point(output), history)[0].float().numpy()  # (H, C_out)
         columns: dict[str, np.ndarray] = {}
         for j, name in enumerate(self.out_columns):
             columns[name] = point[:, j]
             if isinstance(output, QuantileForecast):
-                values = self._levels(output, history)[0].numpy()  # (H, C_out, Q)
+                values = self._levels(output, history)[0].float().numpy()  # (H, C_out, Q)
                 for k, level in enumerate(output.levels):
                     if k != median_index(output.levels):
                         columns[f"{name}_q{level:g}"] = values[:, j, k]
