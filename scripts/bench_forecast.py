@@ -54,6 +54,9 @@ MODELS = {  # name in the table -> (config, input lengths, first = main; overrid
     ),
     "ets": ("etth1_linear", (336,), ["model={name: ets}", "train.epochs=1", "data.stride=100000"]),
     "segrnn": ("etth1_segrnn", (720,), []),
+    # issue 18's tries at SegRNN's targets, each to be kept only if validation prefers it
+    "segrnn_revin": ("etth1_segrnn", (720,), ["model.norm=revin"]),
+    "segrnn_lr3e-4": ("etth1_segrnn", (720,), ["train.lr=3.0e-4"]),
 }
 PUBLISHED = {  # ETTh1, M, horizon 96, test MSE (DLinear and SegRNN papers)
     "repeat": 1.295, "DLinear": 0.375, "PatchTST": 0.370, "SegRNN": 0.351, "GRU": 1.135,
