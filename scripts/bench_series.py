@@ -33,6 +33,8 @@ seasonal difference alone, both, or none with the window normalised to its last 
 and the tables' ``chosen`` column is, per series and horizon, the one of these (the
 recipe included) with the lowest mean validation RMSE over the seeds: a choice made on
 validation alone, whose test scores are then reported. The summary names the variant.
+``--models chosen_ensemble`` (with ``--choose-from`` the JSONs holding those rows) is the
+ensemble of the chosen variant's seeds.
 """
 
 from __future__ import annotations
@@ -172,15 +174,20 @@ def models(name: str) -> dict[str, list[str]]:
     }
 
 
-def bench_one(series: str, horizon: int, model: str, seed: int, args: Any) -> dict[str, Any]:
+def bench_one(
+    series: str, horizon: int, model: str, seed: int, args: Any, variant: str = "recipe"
+) -> dict[str, Any]:
+    """One run's row; ``variant``: which of ``variants`` a ``chosen_ensemble``'s members are."""
     recipe = SERIES[series]["recipe"]
     common = [*data_keys(series, args, horizon), "output.tensorboard=false", "train.device=cpu"]
+    ensembled = model in ("ensemble", "chosen_ensemble")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as root, LoadSampler() as sampler:
-        if model == "ensemble":  # the recurrent recipe's seeds, trained here, averaged
+        if ensembled:  # the recipe's (or the variant's) seeds, trained here, averaged
             members = []
+            extra = [] if variant == "recipe" else variants(series)[variant]
             for s in range(args.seeds):
-                member = [*common, f"train.seed={s}", f"output.name=member-{s}"]
+                member = [*common, *extra, f"train.seed={s}", f"output.name=member-{s}"]
                 members.append(
                     runs.train(CONFIGS / f"{recipe}.yaml", member, out=Path(root), echo=_quiet)
                 )
@@ -190,7 +197,7 @@ def bench_one(series: str, horizon: int, model: str, seed: int, args: Any) -> di
             overrides = [*common, *models(series)[model], f"train.seed={seed}"]
         run = runs.train(CONFIGS / f"{recipe}.yaml", overrides, out=Path(root), echo=_quiet)
         summary = json.loads((run / "summary.json").read_text())
-    if model == "ensemble":  # the members' folders were temporary
+    if ensembled:  # the members' folders were temporary
         overrides = [*common, f"model={{name: ensemble, runs: <seeds 0-{args.seeds - 1}>}}"]
     keep = [
         k
@@ -202,6 +209,7 @@ def bench_one(series: str, horizon: int, model: str, seed: int, args: Any) -> di
         "tuned_on": bool(SERIES[series].get("tuned")),
         "horizon": horizon,
         "model": model,
+        **({"variant": variant} if model == "chosen_ensemble" else {}),
         "seed": seed,
         "config": f"configs/{recipe}.yaml",
         "overrides": overrides,
@@ -255,7 +263,8 @@ def means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def table(rows: list[dict[str, Any]], metric: str = "rmse_orig") -> str:
     """Markdown: one line per (series, horizon), test ``metric`` per model (the mean
     over seeds where there are several)."""
-    names = ["recurrent", "chosen", "ensemble", "linear", "linear_plain", "naive", *STATISTICAL]
+    names = ["recurrent", "chosen", "ensemble", "chosen_ensemble", "linear", "linear_plain",
+             "naive", *STATISTICAL]  # fmt: skip
     lines = [
         "| series | tuned on | H | " + " | ".join(names) + " |",
         "|---|---|---|" + "---|" * len(names),
@@ -295,6 +304,10 @@ def main() -> None:
         "horizon and model",
     )  # fmt: skip
     parser.add_argument("--summary", type=Path, help="--table: save its cells (means) here")
+    parser.add_argument(
+        "--choose-from", type=Path, action="append", default=[],
+        help="--models chosen_ensemble: JSONs whose recipe and variant rows pick the variant",
+    )  # fmt: skip
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
     if args.out is not None and args.out.exists():
@@ -318,6 +331,8 @@ def main() -> None:
             args.summary.write_text(json.dumps(summary, indent=2) + "\n")
         return
     done = {(r["series"], r["horizon"], r["model"], r["seed"]) for r in rows}
+    candidates = [r for path in args.choose_from for r in json.loads(path.read_text())["results"]]
+    picks = {(c["series"], c["horizon"]): c["variant"] for c in chosen(candidates + rows)}
     for series in args.series.split(","):
         for horizon in (int(h) for h in args.horizons.split(",")):
             if horizon > SERIES[series].get("splits", [99, 99, 99])[1]:
@@ -334,7 +349,8 @@ def main() -> None:
                 for seed in range(args.seeds if trained else 1):
                     if (series, horizon, model, seed) in done:
                         continue
-                    rows.append(bench_one(series, horizon, model, seed, args))
+                    variant = picks.get((series, horizon), "recipe")
+                    rows.append(bench_one(series, horizon, model, seed, args, variant))
                     r = rows[-1]
                     print(
                         f"{series} H={horizon} {model} seed {seed}: val rmse "
