@@ -84,6 +84,13 @@ def test_an_ensemble_run_is_scored_and_evaluates_from_its_folder(members, tmp_pa
     [
         (lambda runs: [str(runs[0]), "/no/such/run"], {}, "model.runs: "),
         (lambda runs: [str(r) for r in runs], {"input_len": 6}, "trained for other windows"),
+        # same sizes, other values: the members read log-differenced windows, not these
+        (
+            lambda runs: [str(r) for r in runs],
+            {"transform": ["log", "difference"]},
+            "transform ['log', 'difference']",
+        ),
+        (lambda runs: [str(r) for r in runs], {"scaler": "minmax"}, "scaler minmax"),
     ],
 )
 def test_ensemble_mistakes_exit_2(members, tmp_path: Path, members_of, data, message):

@@ -99,7 +99,7 @@ def _member(run_dir: Path, io: ModelIO) -> nn.Module:
 def _describe(io: ModelIO) -> str:
     return (
         f"{io.input_size} columns in, {io.output_size} out, {io.input_len} steps, "
-        f"horizon {io.horizon}"
+        f"horizon {io.horizon}, {io.inputs}"
     )
 
 

@@ -50,6 +50,9 @@ class ModelIO:
     ``char_vocab_size``: token inputs that also spell each word, (B, T, 1 + C): the
     word id, then the ids of its C characters (0: padding); None: plain ids (B, T).
     ``season``: a forecasting task's seasonal period (1: none), for models that use one.
+    ``inputs``: what the input values mean where sizes alone do not say (a forecasting
+    task's columns, transform and scaler), so that a model built from other runs (an
+    ensemble) can check they read what it reads.
     """
 
     input_size: int
@@ -62,6 +65,7 @@ class ModelIO:
     num_conditions: int | None = None
     char_vocab_size: int | None = None
     season: int | None = None  # steps per season of a series (data.season), for forecasters
+    inputs: str | None = None
 
 
 class TargetLogProbs(NamedTuple):

@@ -277,7 +277,11 @@ class ForecastTask(Task):
     def io(self) -> ModelIO:
         d = self.data
         n_in, n_out = len(self.columns), len(self.out_columns)
-        return ModelIO(n_in, n_out, None, d.input_len, d.horizon, output="horizon", season=d.season)
+        inputs = f"columns {self.columns}, transform {d.transform}, scaler {d.scaler}"
+        return ModelIO(
+            n_in, n_out, None, d.input_len, d.horizon, output="horizon", season=d.season,
+            inputs=inputs,
+        )  # fmt: skip
 
     # -- loss and scores ----------------------------------------------------------
 
