@@ -192,13 +192,16 @@ def bench_one(
                     runs.train(CONFIGS / f"{recipe}.yaml", member, out=Path(root), echo=_quiet)
                 )
             ensemble = f"model={{name: ensemble, runs: [{', '.join(map(str, members))}]}}"
-            overrides = [*common, ensemble, "train.epochs=1", "output.name=ensemble"]
+            # the members' data keys too: the ensemble must read the windows they read
+            overrides = [*common, *extra, ensemble, "train.epochs=1", "output.name=ensemble"]
         else:
             overrides = [*common, *models(series)[model], f"train.seed={seed}"]
         run = runs.train(CONFIGS / f"{recipe}.yaml", overrides, out=Path(root), echo=_quiet)
         summary = json.loads((run / "summary.json").read_text())
     if ensembled:  # the members' folders were temporary
-        overrides = [*common, f"model={{name: ensemble, runs: <seeds 0-{args.seeds - 1}>}}"]
+        overrides = [
+            *common, *extra, f"model={{name: ensemble, runs: <seeds 0-{args.seeds - 1}>}}"
+        ]  # fmt: skip
     keep = [
         k
         for k in ("rmse_orig", "mae_orig", "mase", "mse", "coverage", "pinball")
