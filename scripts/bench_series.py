@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -326,12 +325,8 @@ def main() -> None:
         print("\nchosen on validation:", *(f"{c['series']} H={c['horizon']}: {c['variant']}"
               for c in means(rows) if c["model"] == "chosen"), sep="\n  ")  # fmt: skip
         if args.summary is not None:
-            summary = {
-                "command": "python scripts/bench_series.py " + " ".join(sys.argv[1:]),
-                "from": [str(p) for p in [args.out, *args.merge]],
-                "cells": means(rows),
-            }
-            args.summary.write_text(json.dumps(summary, indent=2) + "\n")
+            sources = [str(p) for p in [args.out, *args.merge]]
+            write_json(args.summary, "bench_series.py", {"from": sources, "cells": means(rows)})
         return
     done = {(r["series"], r["horizon"], r["model"], r["seed"]) for r in rows}
     candidates = [r for path in args.choose_from for r in json.loads(path.read_text())["results"]]
