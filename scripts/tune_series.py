@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
@@ -36,6 +38,7 @@ def main() -> None:
     out = json.loads(args.out.read_text()) if args.out.exists() else {"results": {}}
     results = out["results"]
     horizons = [int(h) for h in args.horizons.split(",")] if args.horizons else [None]
+    command = "python scripts/tune_series.py " + shlex.join(sys.argv[1:])  # each row's own
     for horizon in horizons:
         for name, sets in json.loads(args.variants).items():
             key = f"{name}|h={horizon}"
@@ -59,6 +62,7 @@ def main() -> None:
                 "val_rmse": scores,
                 "mean": mean,
                 "sets": sets,
+                "command": command,
                 "load": sampler.record(),
             }
             print(f"{key}: val rmse {[round(s, 2) for s in scores]}, mean {mean:.2f}", flush=True)
